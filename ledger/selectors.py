@@ -1,0 +1,119 @@
+"""Reads of the ledger. Nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import (
+    Count,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
+
+from ledger.models import Hold, LedgerEntry, TokenAccount
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+# What a candidate sees in their own ledger: every change of the balance, and pool resets.
+# Holds, releases and expiries move only `held` and would be noise in a receipt list.
+CANDIDATE_VISIBLE_KINDS = (
+    LedgerEntry.Kind.GRANT,
+    LedgerEntry.Kind.DEBIT,
+    LedgerEntry.Kind.REFUND,
+    LedgerEntry.Kind.ADJUSTMENT,
+    LedgerEntry.Kind.POOL_RESET,
+)
+
+
+def balance_for(user: User) -> int:
+    """The stored balance: what the badge shows."""
+    balance = TokenAccount.objects.filter(user=user).values_list("balance", flat=True).first()
+    return balance or 0
+
+
+def entries_for(user: User) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(
+        account__user=user, kind__in=CANDIDATE_VISIBLE_KINDS
+    ).order_by("-version")
+
+
+@dataclass(frozen=True)
+class AccountProblem:
+    account_id: int
+    email: str
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"account {self.account_id} <{self.email}>: " + "; ".join(self.problems)
+
+
+def ledger_problems(*, account_ids: list[int] | None = None) -> list[AccountProblem]:
+    """Reconcile every account against its entries and holds. Empty list: the ledger is sound.
+
+    For each account: balance == sum of balance deltas, held == sum of held deltas == amount of
+    pending holds, versions 1..N without a gap, and the last entry's balance/held after match.
+    """
+    zero = Value(0, output_field=IntegerField())
+    accounts = TokenAccount.objects.annotate(
+        entry_balance=Coalesce(Sum("entries__balance_delta"), zero),
+        entry_held=Coalesce(Sum("entries__held_delta"), zero),
+        entry_count=Count("entries"),
+        min_version=Min("entries__version"),
+        max_version=Max("entries__version"),
+    ).order_by("pk")
+    holds = Hold.objects.filter(status=Hold.Status.PENDING)
+    entries = LedgerEntry.objects.all()
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=account_ids)
+        holds = holds.filter(account_id__in=account_ids)
+        entries = entries.filter(account_id__in=account_ids)
+    pending = dict(
+        holds.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total")
+    )
+    account_version = TokenAccount.objects.filter(pk=OuterRef("account_id")).values("version")
+    last_after = {
+        account_id: (balance_after, held_after)
+        for account_id, balance_after, held_after in entries.filter(
+            version=Subquery(account_version[:1])
+        ).values_list("account_id", "balance_after", "held_after")
+    }
+    found = []
+    for account in accounts.iterator(chunk_size=2000):
+        problems = []
+        if account.balance != account.entry_balance:
+            problems.append(
+                f"balance {account.balance} != sum of balance deltas {account.entry_balance}"
+            )
+        open_holds = pending.get(account.pk, 0)
+        if not account.held == account.entry_held == open_holds:
+            problems.append(
+                f"held {account.held}, sum of held deltas {account.entry_held}, "
+                f"open holds {open_holds} differ"
+            )
+        if account.entry_count and (
+            account.min_version != 1 or account.max_version != account.entry_count
+        ):
+            problems.append(
+                f"versions not gapless: {account.entry_count} entries numbered "
+                f"{account.min_version}..{account.max_version}"
+            )
+        if account.version != account.entry_count:
+            problems.append(f"account version {account.version} != {account.entry_count} entries")
+        after = last_after.get(account.pk)
+        if after is not None and after != (account.balance, account.held):
+            problems.append(
+                f"last entry says balance {after[0]}, held {after[1]}; "
+                f"account says {account.balance}, {account.held}"
+            )
+        if problems:
+            found.append(AccountProblem(account.pk, account.email, tuple(problems)))
+    return found

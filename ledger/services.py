@@ -1,0 +1,414 @@
+"""The only code that writes token balances and ledger entries.
+
+A question is paid in two short transactions, like a card authorisation:
+
+    hold_reserve   lock the account, check balance - held >= 1, held += 1, Hold(pending), HOLD entry
+    (generate)     no transaction open: the LLM call can take seconds and can fail
+    hold_capture   lock the account, Hold pending -> captured, balance -= 1, held -= 1, DEBIT entry,
+                   and the caller's record (the served question) in the same transaction
+    hold_release   on failure: Hold pending -> released, held -= 1, RELEASE entry; no charge
+    holds_expire   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
+
+Every function owns one durable transaction, locks the account first and the hold second (one
+fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction.
+Refusals are exceptions from ledger.exceptions, raised after the transaction has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ledger.exceptions import (
+    HoldExpired,
+    HoldNotPending,
+    InsufficientTokens,
+    InvalidAmount,
+    LedgerError,
+    NotCorrectable,
+    NotRefundable,
+    ReasonRequired,
+    RequestAlreadyFailed,
+    RequestConflict,
+    RequestInProgress,
+)
+from ledger.models import Hold, LedgerEntry, TokenAccount
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+logger = logging.getLogger(__name__)
+
+Kind = LedgerEntry.Kind
+Source = LedgerEntry.Source
+
+
+@dataclass(frozen=True)
+class Reservation:
+    hold: Hold
+    # True when the request id had already been captured: the caller returns the stored result.
+    replay: bool
+
+
+@dataclass(frozen=True)
+class Capture:
+    entry: LedgerEntry
+    record: Any
+
+
+# --- helpers (called only inside a service's transaction) -----------------------------------
+
+
+def _lock(account_id: int) -> TokenAccount:
+    return TokenAccount.objects.select_for_update().get(pk=account_id)
+
+
+def _append(
+    *,
+    account: TokenAccount,
+    kind: str,
+    source: str,
+    balance_delta: int = 0,
+    held_delta: int = 0,
+    actor: User | None = None,
+    reason: str = "",
+    request_id: str = "",
+    hold: Hold | None = None,
+    corrects: LedgerEntry | None = None,
+) -> LedgerEntry:
+    """Apply a change to a locked account and write its entry: the one place both happen."""
+    account.balance += balance_delta
+    account.held += held_delta
+    account.version += 1
+    account.save(update_fields=["balance", "held", "version", "updated_at"])
+    return LedgerEntry.objects.create(
+        account=account,
+        kind=kind,
+        balance_delta=balance_delta,
+        held_delta=held_delta,
+        balance_after=account.balance,
+        held_after=account.held,
+        version=account.version,
+        actor=actor,
+        actor_label=actor.email if actor is not None else Source(source).label,
+        source=source,
+        reason=reason[:500],
+        request_id=request_id,
+        hold=hold,
+        corrects=corrects,
+    )
+
+
+def _resolve(
+    *, account: TokenAccount, hold: Hold, status: str, now: datetime, note: str = ""
+) -> bool:
+    """Move a pending hold to a final status. Conditional: exactly one resolver wins."""
+    won = Hold.objects.filter(pk=hold.pk, status=Hold.Status.PENDING).update(
+        status=status, resolved_at=now, resolution_note=note[:500]
+    )
+    if won:
+        hold.status, hold.resolved_at, hold.resolution_note = status, now, note[:500]
+    return bool(won)
+
+
+def _expire_due(account: TokenAccount, now: datetime) -> int:
+    due = list(
+        Hold.objects.filter(account=account, status=Hold.Status.PENDING, expires_at__lte=now)
+    )
+    for hold in due:
+        if _resolve(account=account, hold=hold, status=Hold.Status.EXPIRED, now=now):
+            _append(
+                account=account,
+                kind=Kind.EXPIRE,
+                source=Source.SYSTEM,
+                held_delta=-hold.amount,
+                reason="Reservation expired before the question was delivered; not charged.",
+                request_id=hold.request_id,
+                hold=hold,
+            )
+    return len(due)
+
+
+def _positive_amount(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidAmount(f"The amount must be a whole number above 0, not {amount!r}.")
+    return amount
+
+
+def _required_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired("A reason is required.")
+    return reason
+
+
+# --- accounts --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def account_open(
+    *, user: User, welcome_tokens: int | None = None, source: str = Source.SIGNUP
+) -> TokenAccount:
+    """Create the user's account with its welcome grant.
+
+    Not durable on purpose: signup creates the user and this account in one transaction.
+    Opening an account that exists returns it unchanged.
+    """
+    account, created = TokenAccount.objects.get_or_create(user=user, defaults={"email": user.email})
+    tokens = settings.WELCOME_TOKENS if welcome_tokens is None else welcome_tokens
+    if created and tokens > 0:
+        # No lock needed: no other transaction can see the row we just inserted.
+        _append(
+            account=account,
+            kind=Kind.GRANT,
+            source=source,
+            balance_delta=tokens,
+            actor=user,
+            reason="Welcome tokens",
+        )
+    return account
+
+
+def account_for(user: User) -> TokenAccount:
+    """The user's account, opened (without a welcome grant) if the user never had one."""
+    try:
+        return user.token_account
+    except TokenAccount.DoesNotExist:
+        return account_open(user=user, welcome_tokens=0, source=Source.SYSTEM)
+
+
+# --- grants, refunds, adjustments ------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def tokens_grant(
+    *, account: TokenAccount, amount: int, actor: User | None, source: str, reason: str
+) -> LedgerEntry:
+    amount = _positive_amount(amount)
+    reason = _required_reason(reason)
+    locked = _lock(account.pk)
+    return _append(
+        account=locked,
+        kind=Kind.GRANT,
+        source=source,
+        balance_delta=amount,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def entry_refund(
+    *, entry: LedgerEntry, actor: User | None, source: str, reason: str
+) -> LedgerEntry:
+    """Give back what a debit took, as a new entry naming the debit. Once per debit."""
+    reason = _required_reason(reason)
+    with transaction.atomic(durable=True):
+        locked = _lock(entry.account_id)
+        refusal: LedgerError | None = None
+        if entry.kind != Kind.DEBIT:
+            refusal = NotRefundable(
+                f"Only a debit can be refunded; entry {entry.pk} is a {entry.kind}."
+            )
+        elif LedgerEntry.objects.filter(corrects=entry, kind=Kind.REFUND).exists():
+            refusal = NotRefundable(f"Entry {entry.pk} was already refunded.")
+        else:
+            return _append(
+                account=locked,
+                kind=Kind.REFUND,
+                source=source,
+                balance_delta=-entry.balance_delta,
+                actor=actor,
+                reason=reason,
+                request_id=entry.request_id,
+                hold=None,
+                corrects=entry,
+            )
+    raise refusal
+
+
+@transaction.atomic(durable=True)
+def balance_adjust(
+    *, corrects: LedgerEntry, delta: int, actor: User | None, source: str, reason: str
+) -> LedgerEntry:
+    """A staff correction of an earlier entry (e.g. a grant made in error), as a new entry."""
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise InvalidAmount(f"The adjustment must be a non-zero whole number, not {delta!r}.")
+    reason = _required_reason(reason)
+    if corrects.pk is None:
+        raise NotCorrectable("An adjustment must name the entry it corrects.")
+    locked = _lock(corrects.account_id)
+    if locked.balance + delta < locked.held:
+        raise InsufficientTokens(needed=-delta, available=locked.available)
+    return _append(
+        account=locked,
+        kind=Kind.ADJUSTMENT,
+        source=source,
+        balance_delta=delta,
+        actor=actor,
+        reason=reason,
+        corrects=corrects,
+    )
+
+
+# --- the two-phase charge --------------------------------------------------------------------
+
+
+def hold_reserve(
+    *,
+    account: TokenAccount,
+    request_id: str,
+    purpose: str,
+    actor: User | None,
+    source: str = Source.WEB,
+    amount: int = 1,
+    ttl_seconds: int | None = None,
+) -> Reservation:
+    """Phase one: reserve `amount` tokens for one request id, or say why not.
+
+    The same request id again returns the captured hold as a replay (no new charge); raises
+    RequestInProgress while it is pending, RequestConflict for another purpose, and
+    RequestAlreadyFailed when that attempt was released or expired (never charged).
+    """
+    amount = _positive_amount(amount)
+    ttl = settings.HOLD_TTL_SECONDS if ttl_seconds is None else ttl_seconds
+    refusal: LedgerError | None = None
+    with transaction.atomic(durable=True):
+        locked = _lock(account.pk)
+        now = timezone.now()
+        _expire_due(locked, now)  # lazily free crashed reservations before counting
+        existing = Hold.objects.filter(account=locked, request_id=request_id).first()
+        if existing is not None:
+            if existing.purpose != purpose:
+                refusal = RequestConflict("This request id was already used for another request.")
+            elif existing.status == Hold.Status.PENDING:
+                refusal = RequestInProgress("This request is still being processed.")
+            elif existing.status == Hold.Status.CAPTURED:
+                return Reservation(hold=existing, replay=True)
+            else:
+                refusal = RequestAlreadyFailed("This request failed earlier and was not charged.")
+        elif locked.available < amount:
+            refusal = InsufficientTokens(needed=amount, available=locked.available)
+        else:
+            hold = Hold.objects.create(
+                account=locked,
+                request_id=request_id,
+                purpose=purpose,
+                amount=amount,
+                expires_at=now + timedelta(seconds=ttl),
+            )
+            _append(
+                account=locked,
+                kind=Kind.HOLD,
+                source=source,
+                held_delta=amount,
+                actor=actor,
+                reason="Reserved while the question is generated.",
+                request_id=request_id,
+                hold=hold,
+            )
+            return Reservation(hold=hold, replay=False)
+    raise refusal
+
+
+def hold_capture[T](
+    *,
+    hold: Hold,
+    reason: str,
+    record: Callable[[Hold, LedgerEntry], T] | None = None,
+    pool_reset: str = "",
+    actor: User | None = None,
+    source: str = Source.WEB,
+) -> Capture:
+    """Phase two: charge the hold and store what was bought, in one transaction.
+
+    `record(hold, debit)` runs inside the transaction (it stores the served question); if it
+    raises, nothing is charged and the hold stays pending for the caller to release.
+    `pool_reset`, when given, writes a zero-delta pool_reset entry with that reason first.
+    A hold past its expiry is expired instead and HoldExpired raised: a late capture is free.
+    """
+    refusal: LedgerError
+    with transaction.atomic(durable=True):
+        locked = _lock(hold.account_id)
+        now = timezone.now()
+        current = Hold.objects.get(pk=hold.pk)
+        if current.status != Hold.Status.PENDING:
+            refusal = HoldNotPending(f"Hold {hold.pk} is already {current.status}.")
+        elif current.expires_at <= now:
+            _expire_due(locked, now)
+            refusal = HoldExpired(f"Hold {hold.pk} expired before capture; nothing was charged.")
+        elif not _resolve(account=locked, hold=current, status=Hold.Status.CAPTURED, now=now):
+            refusal = HoldNotPending(f"Hold {hold.pk} was resolved by another worker.")
+        else:
+            if pool_reset:
+                _append(
+                    account=locked,
+                    kind=Kind.POOL_RESET,
+                    source=source,
+                    actor=actor,
+                    reason=pool_reset,
+                    request_id=current.request_id,
+                    hold=None,
+                )
+            entry = _append(
+                account=locked,
+                kind=Kind.DEBIT,
+                source=source,
+                balance_delta=-current.amount,
+                held_delta=-current.amount,
+                actor=actor,
+                reason=reason,
+                request_id=current.request_id,
+                hold=current,
+            )
+            result = record(current, entry) if record is not None else None
+            hold.status, hold.resolved_at = current.status, current.resolved_at
+            return Capture(entry=entry, record=result)
+    raise refusal
+
+
+def hold_release(
+    *, hold: Hold, note: str, actor: User | None = None, source: str = Source.WEB
+) -> LedgerEntry:
+    """On failure: free the reservation, charge nothing. HoldNotPending if already resolved."""
+    with transaction.atomic(durable=True):
+        locked = _lock(hold.account_id)
+        current = Hold.objects.get(pk=hold.pk)
+        if _resolve(
+            account=locked, hold=current, status=Hold.Status.RELEASED, now=timezone.now(), note=note
+        ):
+            hold.status = current.status
+            return _append(
+                account=locked,
+                kind=Kind.RELEASE,
+                source=source,
+                held_delta=-current.amount,
+                actor=actor,
+                reason="Not charged: " + (note or "the question could not be delivered."),
+                request_id=current.request_id,
+                hold=current,
+            )
+    raise HoldNotPending(f"Hold {hold.pk} is already {current.status}.")
+
+
+def holds_expire(*, now: datetime | None = None) -> int:
+    """The sweeper: expire every pending hold past its expiry. One short transaction per account."""
+    now = now or timezone.now()
+    account_ids = (
+        Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lte=now)
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    expired = 0
+    for account_id in list(account_ids):
+        with transaction.atomic(durable=True):
+            expired += _expire_due(_lock(account_id), now)
+    if expired:
+        logger.info("holds_expire: expired %d pending hold(s)", expired)
+    return expired

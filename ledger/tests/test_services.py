@@ -1,0 +1,324 @@
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError
+from django.utils import timezone
+
+from ledger import services
+from ledger.exceptions import (
+    HoldExpired,
+    HoldNotPending,
+    InsufficientTokens,
+    InvalidAmount,
+    NotRefundable,
+    ReasonRequired,
+    RequestAlreadyFailed,
+    RequestConflict,
+    RequestInProgress,
+)
+from ledger.models import Hold, LedgerEntry
+from ledger.selectors import ledger_problems
+from ledger.tests.flow import buy
+
+Kind = LedgerEntry.Kind
+Source = LedgerEntry.Source
+
+
+def kinds(account) -> list[str]:
+    return list(account.entries.order_by("version").values_list("kind", flat=True))
+
+
+def reserve(account, request_id="r1", purpose="question:test"):
+    return services.hold_reserve(
+        account=account, request_id=request_id, purpose=purpose, actor=None
+    )
+
+
+def test_signup_opens_account_with_welcome_grant(make_user):
+    user = make_user(tokens=7)
+    account = user.token_account
+    assert (account.balance, account.held, account.version) == (7, 0, 1)
+    entry = account.entries.get()
+    assert (entry.kind, entry.balance_delta, entry.balance_after, entry.source) == (
+        Kind.GRANT,
+        7,
+        7,
+        Source.SIGNUP,
+    )
+    assert entry.actor == user
+
+
+def test_grant_writes_entry_with_actor_source_and_reason(make_user, staff_user):
+    account = make_user(tokens=1).token_account
+    entry = services.tokens_grant(
+        account=account, amount=5, actor=staff_user, source=Source.ADMIN, reason="Goodwill"
+    )
+    account.refresh_from_db()
+    assert account.balance == 6
+    assert (entry.version, entry.balance_after, entry.actor_label, entry.reason) == (
+        2,
+        6,
+        "staff@example.com",
+        "Goodwill",
+    )
+
+
+@pytest.mark.parametrize("amount", [0, -3, 1.5, "2", True, None])
+def test_grant_refuses_bad_amounts_and_writes_nothing(make_user, amount):
+    account = make_user(tokens=1).token_account
+    with pytest.raises(InvalidAmount):
+        services.tokens_grant(
+            account=account, amount=amount, actor=None, source=Source.COMMAND, reason="x"
+        )
+    assert account.entries.count() == 1
+
+
+def test_grant_requires_a_reason(make_user):
+    account = make_user(tokens=1).token_account
+    with pytest.raises(ReasonRequired):
+        services.tokens_grant(
+            account=account, amount=1, actor=None, source=Source.COMMAND, reason="  "
+        )
+    assert account.entries.count() == 1
+
+
+def test_reserve_capture_charges_one_token(make_user):
+    account = make_user(tokens=3).token_account
+    reservation = reserve(account)
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (3, 1)
+    capture = services.hold_capture(hold=reservation.hold, reason="Question")
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (2, 0)
+    assert (capture.entry.kind, capture.entry.balance_delta, capture.entry.balance_after) == (
+        Kind.DEBIT,
+        -1,
+        2,
+    )
+    assert capture.entry.balance_before == 3
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.DEBIT]
+    assert Hold.objects.get().status == Hold.Status.CAPTURED
+
+
+def test_capture_stores_the_record_in_the_same_transaction(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold
+    capture = services.hold_capture(
+        hold=hold, reason="Question", record=lambda h, e: (h.pk, e.kind)
+    )
+    assert capture.record == (hold.pk, Kind.DEBIT)
+
+
+def test_a_failing_record_charges_nothing_and_leaves_the_hold_to_release(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold
+
+    def record(hold, entry):
+        raise IntegrityError("duplicate question")
+
+    with pytest.raises(IntegrityError):
+        services.hold_capture(hold=hold, reason="Question", record=record)
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (1, 1)
+    services.hold_release(hold=hold, note="duplicate")
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (1, 0)
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.RELEASE]
+
+
+def test_not_enough_tokens_is_refused_and_nothing_written(make_user):
+    account = make_user(tokens=1).token_account
+    reserve(account, "a")
+    with pytest.raises(InsufficientTokens) as refused:
+        reserve(account, "b")
+    assert (refused.value.needed, refused.value.available) == (1, 0)
+    assert account.holds.count() == 1
+
+
+def test_zero_balance_is_refused(make_user):
+    account = make_user(tokens=0).token_account
+    with pytest.raises(InsufficientTokens):
+        reserve(account)
+    assert account.entries.count() == 0
+
+
+def test_same_request_id_after_capture_replays_without_charging(make_user):
+    account = make_user(tokens=5).token_account
+    first = reserve(account, "same")
+    services.hold_capture(hold=first.hold, reason="Question")
+    again = reserve(account, "same")
+    assert again.replay
+    assert again.hold.pk == first.hold.pk
+    account.refresh_from_db()
+    assert account.balance == 4
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.DEBIT]
+
+
+def test_same_request_id_while_pending_is_in_progress(make_user):
+    account = make_user(tokens=5).token_account
+    reserve(account, "same")
+    with pytest.raises(RequestInProgress):
+        reserve(account, "same")
+    assert account.holds.count() == 1
+
+
+def test_same_request_id_with_other_parameters_is_a_conflict(make_user):
+    account = make_user(tokens=5).token_account
+    reserve(account, "same", purpose="question:session-a")
+    with pytest.raises(RequestConflict):
+        reserve(account, "same", purpose="question:session-b")
+
+
+def test_same_request_id_after_a_failure_says_so_and_charges_nothing(make_user):
+    account = make_user(tokens=5).token_account
+    hold = reserve(account, "same").hold
+    services.hold_release(hold=hold, note="LLM timeout")
+    with pytest.raises(RequestAlreadyFailed):
+        reserve(account, "same")
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (5, 0)
+
+
+def test_request_ids_are_per_user(make_user):
+    one, two = make_user(tokens=1).token_account, make_user(tokens=1).token_account
+    reserve(one, "shared-id")
+    assert not reserve(two, "shared-id").replay
+
+
+def test_generator_failure_releases_the_hold_and_charges_nothing(make_user):
+    account = make_user(tokens=2).token_account
+
+    def broken():
+        raise TimeoutError("LLM timed out")
+
+    with pytest.raises(TimeoutError):
+        buy(account=account, request_id="x", generate=broken)
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (2, 0)
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.RELEASE]
+    assert Hold.objects.get().status == Hold.Status.RELEASED
+
+
+def test_a_resolved_hold_cannot_be_resolved_again(make_user):
+    account = make_user(tokens=2).token_account
+    hold = reserve(account).hold
+    services.hold_capture(hold=hold, reason="Question")
+    with pytest.raises(HoldNotPending):
+        services.hold_release(hold=hold, note="late failure")
+    with pytest.raises(HoldNotPending):
+        services.hold_capture(hold=hold, reason="Question")
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (1, 0)
+
+
+def expire_now(hold):
+    Hold.objects.filter(pk=hold.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_crashed_reservation_is_freed_by_the_sweeper(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold  # ... and the worker dies here
+    assert services.holds_expire() == 0  # not yet due
+    expire_now(hold)
+    assert services.holds_expire() == 1
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (1, 0)
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.EXPIRE]
+    assert services.holds_expire() == 0
+    assert ledger_problems() == []
+
+
+def test_expired_reservation_is_freed_lazily_by_the_next_reserve(make_user):
+    account = make_user(tokens=1).token_account
+    expire_now(reserve(account, "crashed").hold)
+    assert not reserve(account, "next").replay  # would be InsufficientTokens if not freed
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.EXPIRE, Kind.HOLD]
+
+
+def test_late_capture_after_expiry_charges_nothing(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold
+    expire_now(hold)
+    with pytest.raises(HoldExpired):
+        services.hold_capture(hold=hold, reason="Question")
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (1, 0)
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.EXPIRE]
+    assert ledger_problems() == []
+
+
+def test_late_capture_after_the_sweeper_charges_nothing(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold
+    expire_now(hold)
+    services.holds_expire()
+    with pytest.raises(HoldNotPending):
+        services.hold_capture(hold=hold, reason="Question")
+    account.refresh_from_db()
+    assert account.balance == 1
+
+
+def test_capture_can_record_a_pool_reset_entry(make_user):
+    account = make_user(tokens=1).token_account
+    hold = reserve(account).hold
+    services.hold_capture(hold=hold, reason="Question", pool_reset="Python pool recycled")
+    entry = account.entries.get(kind=Kind.POOL_RESET)
+    assert (entry.balance_delta, entry.held_delta, entry.reason) == (0, 0, "Python pool recycled")
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.POOL_RESET, Kind.DEBIT]
+
+
+def test_refund_names_the_debit_and_happens_once(make_user, staff_user):
+    account = make_user(tokens=1).token_account
+    debit = services.hold_capture(hold=reserve(account).hold, reason="Question").entry
+    refund = services.entry_refund(
+        entry=debit, actor=staff_user, source=Source.ADMIN, reason="Bad question"
+    )
+    assert (refund.kind, refund.balance_delta, refund.balance_after, refund.corrects) == (
+        Kind.REFUND,
+        1,
+        1,
+        debit,
+    )
+    with pytest.raises(NotRefundable):
+        services.entry_refund(entry=debit, actor=staff_user, source=Source.ADMIN, reason="Again")
+    account.refresh_from_db()
+    assert account.balance == 1
+
+
+def test_only_debits_are_refundable(make_user, staff_user):
+    account = make_user(tokens=1).token_account
+    grant = account.entries.get()
+    with pytest.raises(NotRefundable):
+        services.entry_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="x")
+    with pytest.raises(ReasonRequired):
+        services.entry_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="")
+
+
+def test_adjustment_corrects_an_entry_and_never_goes_below_held(make_user, staff_user):
+    account = make_user(tokens=5).token_account
+    grant = account.entries.get()
+    adjustment = services.balance_adjust(
+        corrects=grant, delta=-3, actor=staff_user, source=Source.ADMIN, reason="Granted 3 too many"
+    )
+    assert (adjustment.balance_after, adjustment.corrects) == (2, grant)
+    reserve(account)  # held 1 of 2
+    with pytest.raises(InsufficientTokens):
+        services.balance_adjust(
+            corrects=grant, delta=-2, actor=staff_user, source=Source.ADMIN, reason="x"
+        )
+    with pytest.raises(InvalidAmount):
+        services.balance_adjust(
+            corrects=grant, delta=0, actor=staff_user, source=Source.ADMIN, reason="x"
+        )
+    account.refresh_from_db()
+    assert (account.balance, account.held) == (2, 1)
+    assert ledger_problems() == []
+
+
+def test_account_for_opens_an_account_without_a_grant(db):
+    from accounts.models import User
+
+    user = User.objects.create_user(email="nogrant@example.com", password="x")
+    account = services.account_for(user)
+    assert (account.balance, account.version, account.email) == (0, 0, "nogrant@example.com")
+    assert services.account_for(user) == account
