@@ -1,6 +1,20 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _load_question_bank(sender, *, using: str, verbosity: int = 1, **kwargs) -> None:
+    from interviews.bank import load_bank
+
+    result = load_bank()
+    if verbosity >= 1 and result.created:
+        print(f"  Loaded the question bank: {result.created} questions in {result.topics} topics.")
 
 
 class InterviewsConfig(AppConfig):
     name = "interviews"
     verbose_name = "Interviews"
+
+    def ready(self) -> None:
+        from interviews import checks  # noqa: F401  (registers the system checks)
+
+        post_migrate.connect(_load_question_bank, sender=self, dispatch_uid="load_question_bank")

@@ -134,7 +134,8 @@ class ServedQuestion(models.Model):
         return f"Q{self.position} of {self.session}"
 
     def get_absolute_url(self) -> str:
-        return f"{self.session.get_absolute_url()}#q-{self.position}"
+        session_url = reverse("interviews:session", kwargs={"session_id": self.session_id})
+        return f"{session_url}#q-{self.position}"
 
 
 class Answer(models.Model):

@@ -1,2 +1,17 @@
+from django.urls import path
+
+from interviews import views
+
 app_name = "interviews"
-urlpatterns = []
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("start/", views.session_start, name="start"),
+    path("<uuid:session_id>/", views.session_detail, name="session"),
+    path("<uuid:session_id>/questions/", views.question_next, name="question_next"),
+    path(
+        "<uuid:session_id>/questions/<int:position>/answer/",
+        views.answer_submit,
+        name="answer",
+    ),
+    path("<uuid:session_id>/end/", views.session_end, name="end"),
+]

@@ -1,0 +1,22 @@
+"""Refusals of the question flow. Ledger refusals (InsufficientTokens, ...) pass through as is."""
+
+
+class InterviewError(Exception):
+    pass
+
+
+class GenerationFailed(InterviewError):
+    """No valid question could be produced; the reservation was released, nothing charged."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class SessionEnded(InterviewError):
+    """The session is over: no more questions in it."""
+
+
+class PoolChanged(InterviewError):
+    """Another request changed the pool between proposing and storing: propose again."""

@@ -1,0 +1,193 @@
+import uuid
+
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import reswap, retarget
+
+from config.types import HtmxHttpRequest
+from interviews import selectors, services
+from interviews.exceptions import GenerationFailed, SessionEnded
+from interviews.forms import AnswerForm, NextQuestionForm, StartSessionForm
+from interviews.models import InterviewSession, ServedQuestion
+from ledger.exceptions import (
+    InsufficientTokens,
+    RequestAlreadyFailed,
+    RequestConflict,
+    RequestInProgress,
+)
+from ledger.middleware import mark_balance_changed
+
+NOT_CHARGED = "You were not charged."
+
+
+def see_other(url: str) -> HttpResponseRedirect:
+    """303: after a POST, the browser GETs the page (a reload does not resubmit)."""
+    return HttpResponseRedirect(url, status=303)
+
+
+def _own_session(request: HtmxHttpRequest, session_id: uuid.UUID) -> InterviewSession:
+    try:
+        return selectors.session_for(user=request.user, session_id=session_id)
+    except InterviewSession.DoesNotExist:
+        raise Http404("No such session.") from None
+
+
+def _answer_form(served: ServedQuestion, data=None) -> AnswerForm:
+    initial = {"text": served.answer.text} if hasattr(served, "answer") else None
+    return AnswerForm(data, initial=initial, auto_id=f"answer-{served.position}-%s")
+
+
+def _session_page(
+    request: HtmxHttpRequest,
+    session: InterviewSession,
+    *,
+    status: int = 200,
+    error: str = "",
+    invalid: AnswerForm | None = None,
+    invalid_position: int | None = None,
+) -> HttpResponse:
+    served = list(selectors.served_questions(session=session))
+    for item in served:
+        item.answer_form = invalid if item.position == invalid_position else _answer_form(item)
+    pool = selectors.pool_state(user=request.user, topic=session.topic)
+    context = {
+        "session": session,
+        "served": served,
+        "pool": pool,
+        "error": error,
+        "request_id": uuid.uuid4().hex,
+        "summary": selectors.session_summary(session=session) if session.is_ended else None,
+    }
+    return render(request, "interviews/session.html", context, status=status)
+
+
+@require_GET
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    return _dashboard_page(request, StartSessionForm())
+
+
+def _dashboard_page(request: HtmxHttpRequest, form: StartSessionForm, status: int = 200):
+    context = {
+        "form": form,
+        "topics": selectors.topics_with_progress(user=request.user),
+        "sessions": selectors.sessions_for(user=request.user)[:20],
+    }
+    return render(request, "interviews/dashboard.html", context, status=status)
+
+
+@require_POST
+def session_start(request: HtmxHttpRequest) -> HttpResponse:
+    form = StartSessionForm(request.POST)
+    if not form.is_valid():
+        return _dashboard_page(request, form, status=400)
+    session = services.session_start(
+        user=request.user,
+        topic=form.cleaned_data["topic"],
+        difficulty=form.cleaned_data["difficulty"],
+    )
+    return redirect(session)
+
+
+@require_GET
+def session_detail(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    return _session_page(request, _own_session(request, session_id))
+
+
+@require_POST
+def session_end(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = services.session_end(session=_own_session(request, session_id))
+    return redirect(session)
+
+
+def _question_refused(
+    request: HtmxHttpRequest, session: InterviewSession, *, status: int, message: str
+) -> HttpResponse:
+    """A refusal the user can see: a role="alert" message in the page, and the right status."""
+    if not request.htmx:
+        return _session_page(request, session, status=status, error=message)
+    response = render(
+        request, "interviews/session.html#question-alert", {"error": message}, status=status
+    )
+    return reswap(retarget(response, "#question-alert"), "innerHTML")
+
+
+@require_POST
+def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = _own_session(request, session_id)
+    if request.htmx:
+        mark_balance_changed(request)  # every answer carries the stored balance
+    form = NextQuestionForm(request.POST)
+    if not form.is_valid():
+        message = " ".join(form.errors["request_id"])
+        return _question_refused(request, session, status=400, message=message)
+    try:
+        result = services.question_next(session=session, request_id=form.cleaned_data["request_id"])
+    except InsufficientTokens as exc:
+        message = (
+            f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
+            "Ask the Mockroom team for more tokens."
+        )
+        return _question_refused(request, session, status=402, message=message)
+    except RequestInProgress:
+        message = "This question is still being generated. Wait a moment; you will be charged once."
+        return _question_refused(request, session, status=409, message=message)
+    except RequestConflict:
+        message = "This request id was already used for another request. Reload the page."
+        return _question_refused(request, session, status=422, message=message)
+    except SessionEnded as exc:
+        return _question_refused(request, session, status=409, message=str(exc))
+    except (GenerationFailed, RequestAlreadyFailed):
+        message = f"We could not generate a question just now. {NOT_CHARGED} Please try again."
+        return _question_refused(request, session, status=503, message=message)
+    served = result.served
+    if not request.htmx:
+        return see_other(served.get_absolute_url())
+    served = selectors.served_question_for(
+        user=request.user, session_id=session.pk, position=served.position
+    )
+    served.answer_form = _answer_form(served)
+    context = {
+        "session": session,
+        "sq": served,
+        "focus": True,
+        "oob": True,
+        "pool": selectors.pool_state(user=request.user, topic=session.topic),
+    }
+    response = render(request, "interviews/session.html#question-added", context)
+    if result.replay:  # already on the page: replace that card instead of adding a copy
+        response = reswap(retarget(response, f"#q-{served.position}"), "outerHTML")
+    return response
+
+
+@require_POST
+def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> HttpResponse:
+    try:
+        served = selectors.served_question_for(
+            user=request.user, session_id=session_id, position=position
+        )
+    except ServedQuestion.DoesNotExist:
+        raise Http404("No such question.") from None
+    form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
+    if form.is_valid():
+        services.answer_submit(served=served, text=form.cleaned_data["text"])
+        if not request.htmx:
+            return see_other(served.get_absolute_url())
+        served = selectors.served_question_for(
+            user=request.user, session_id=session_id, position=position
+        )
+        served.answer_form = _answer_form(served)
+        status = 200
+    else:
+        if not request.htmx:
+            return _session_page(
+                request, served.session, status=422, invalid=form, invalid_position=position
+            )
+        served.answer_form = form
+        status = 422
+    return render(
+        request,
+        "interviews/session.html#question-card",
+        {"session": served.session, "sq": served},
+        status=status,
+    )
