@@ -1,0 +1,60 @@
+"""Question sources for tests: the real flow, with a generator we control."""
+
+import threading
+
+from conftest import assert_no_transaction_open
+from interviews.exceptions import GenerationFailed
+from interviews.generation import BankSource, Proposal
+
+
+class ScriptedSource:
+    """Proposes from a script of outcomes: a text, an Exception to raise, or a Proposal."""
+
+    name = "scripted"
+
+    def __init__(self, *outcomes, default=None) -> None:
+        self.outcomes = list(outcomes)
+        self.default = default
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def propose(self, *, session, pool) -> Proposal:
+        assert_no_transaction_open()
+        with self.lock:
+            self.calls += 1
+            outcome = self.outcomes.pop(0) if self.outcomes else self.default
+        if outcome is None:
+            outcome = f"Generated question number {self.calls} about {session.topic.name}?"
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, Proposal):
+            return outcome
+        return Proposal(
+            text=outcome,
+            key_points=["first point", "second point", "third point"],
+            outline="An outline.",
+            difficulty=session.difficulty,
+            source="openai",
+            model="fake-model",
+        )
+
+
+class CountingBankSource(BankSource):
+    """The real bank source, counting calls and checking no transaction is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.threads: set[int] = set()  # which requests (one thread each) ever proposed
+        self.lock = threading.Lock()
+
+    def propose(self, *, session, pool) -> Proposal:
+        assert_no_transaction_open()
+        with self.lock:
+            self.calls += 1
+            self.threads.add(threading.get_ident())
+        return super().propose(session=session, pool=pool)
+
+
+def failing(reason: str = "timeout") -> GenerationFailed:
+    return GenerationFailed(reason, "the fake generator failed")

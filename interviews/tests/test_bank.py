@@ -1,0 +1,68 @@
+import json
+
+import pytest
+from django.core.management import call_command
+
+from interviews.bank import BANK_DIR, BankFileError, load_bank, read_bank_file
+from interviews.models import Question, Topic
+
+EXPECTED_TOPICS = {
+    "reactjs", "javascript", "typescript", "python", "django",
+    "sql", "system-design", "algorithms", "http-apis", "git",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(BANK_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_every_bank_file_is_complete(path):
+    data = read_bank_file(path)
+    questions = data["questions"]
+    assert len(questions) >= 20
+    assert {q["difficulty"] for q in questions} == {"easy", "medium", "hard"}
+    for question in questions:
+        assert 3 <= len(question["key_points"]) <= 6
+        assert question["outline"].strip()
+
+
+def test_migrate_loaded_the_ten_topics(db):
+    assert set(Topic.objects.values_list("slug", flat=True)) == EXPECTED_TOPICS
+    assert Question.objects.filter(source="bank").count() == 240
+
+
+def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
+    question = Question.objects.get(bank_key="reactjs-001")
+    question.text = "A staff-edited question?"
+    question.save()
+    result = load_bank()
+    assert (result.created, result.unchanged) == (0, 240)
+    question.refresh_from_db()
+    assert question.text == "A staff-edited question?"
+
+
+def test_a_deleted_bank_question_comes_back(db, capsys):
+    Question.objects.filter(bank_key="git-003").delete()
+    call_command("load_question_bank")
+    assert "1 questions added" in capsys.readouterr().out
+    assert Question.objects.filter(bank_key="git-003").exists()
+
+
+def test_a_broken_bank_file_is_refused_with_its_name(tmp_path, db):
+    (tmp_path / "broken.json").write_text(
+        json.dumps(
+            {
+                "slug": "x",
+                "name": "X",
+                "questions": [
+                    {
+                        "key": "x-1",
+                        "difficulty": "extreme",
+                        "text": "Q?",
+                        "key_points": ["a", "b", "c"],
+                        "outline": "o",
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(BankFileError, match=r"broken.json question 1: difficulty"):
+        load_bank(tmp_path)
+    assert not Topic.objects.filter(slug="x").exists()
