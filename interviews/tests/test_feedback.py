@@ -13,7 +13,10 @@ def test_terms_meet_across_word_forms():
 
 def test_a_complete_answer_scores_ten():
     q = question(["an index speeds up lookups", "writes get slower with more indexes"])
-    answer = "An index speeds up lookups a lot, but writes get slower as you add more indexes to a table."
+    answer = (
+        "An index speeds up lookups a lot, but writes get slower as you add more indexes "
+        "to a table."
+    )
     feedback = rubric_feedback(question=q, answer=answer)
     assert (feedback.score, feedback.missed) == (10, [])
     assert feedback.outline == "The outline."
