@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # throwaway one unless the environment provides its own.
 TEST_SECRET_KEY := insecure-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: venv devvenv run test lint bench clean
+.PHONY: venv devvenv run serve test lint bench clean
 
 # --- Environments -------------------------------------------------------------
 
@@ -47,6 +47,13 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 run: venv
 	DEBUG="$${DEBUG:-true}" $(PY) manage.py migrate --noinput
 	DEBUG="$${DEBUG:-true}" $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
+
+# Production-like: gunicorn with WhiteNoise static files. Needs SECRET_KEY (and usually
+# DATABASE_URL, ALLOWED_HOSTS) in the environment or in .env.
+serve: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	$(VENV)/bin/gunicorn config.wsgi --bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} --access-logfile -
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.

@@ -1,0 +1,78 @@
+from django.contrib import admin
+
+from interviews.models import Answer, InterviewSession, Question, ServedQuestion, Topic
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "order", "is_active"]
+    list_editable = ["order", "is_active"]
+    prepopulated_fields = {"slug": ["name"]}
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(Question)
+class QuestionAdmin(admin.ModelAdmin):
+    """Staff edit the bank here. Reloading the bank (migrate) keeps their edits."""
+
+    list_display = ["short_text", "topic", "difficulty", "source", "model", "is_active"]
+    list_filter = ["topic", "difficulty", "source", "is_active"]
+    list_select_related = ["topic"]
+    search_fields = ["text", "=bank_key"]
+    readonly_fields = ["bank_key", "source", "model", "created_at"]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+
+    @admin.display(description="question")
+    def short_text(self, question: Question) -> str:
+        return question.text[:100]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A served question is part of someone's paid history: deactivate it instead.
+        if obj is not None and obj.served.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class ServedInline(admin.TabularInline):
+    model = ServedQuestion
+    fields = ["position", "question", "cycle", "debit", "served_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(InterviewSession)
+class InterviewSessionAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "user", "topic", "difficulty", "ended_at"]
+    list_filter = ["topic", "difficulty"]
+    list_select_related = ["user", "topic"]
+    search_fields = ["=user__email"]
+    readonly_fields = ["id", "user", "topic", "difficulty", "started_at", "ended_at"]
+    inlines = [ServedInline]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Answer)
+class AnswerAdmin(admin.ModelAdmin):
+    list_display = ["served", "score", "feedback_source", "updated_at"]
+    list_filter = ["feedback_source"]
+    readonly_fields = [f.name for f in Answer._meta.fields]
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
