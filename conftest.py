@@ -8,6 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
+# The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM.
+pytest_plugins = ["interviews.tests.fake_openai"]
+
 _emails = itertools.count(1)
 
 

@@ -1,0 +1,398 @@
+"""A fake OpenAI-compatible server for tests: real HTTP on loopback, scriptable replies.
+
+The real `openai` client talks to it exactly as it would to api.openai.com or a local model
+server, so tests exercise timeouts, retries and parsing end to end.
+
+    def test_something(fake_openai):            # the fixture points the settings at the server
+        fake_openai.enqueue(status(500), ok(question_payload(text="What is JSX?")))
+        ...
+        assert fake_openai.requests == 2 and fake_openai.successes == 1
+
+Use the fixture from another test module with
+`from interviews.tests.fake_openai import fake_openai  # noqa: F401`.
+
+Behaviours (one per request, from the queue, then `default`): `ok(payload)`, `status(code)`,
+`rate_limited(retry_after=1)`, `hang(seconds)`, `malformed()`, `content(text)`, `refusal()`,
+`empty()`, `no_choices()`. `refused_base_url()` gives a base URL where nothing listens.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import pytest
+from pytest_django.fixtures import Settings
+
+__all__ = [
+    "Behaviour",
+    "FakeOpenAI",
+    "content",
+    "empty",
+    "fake_openai",
+    "feedback_payload",
+    "hang",
+    "malformed",
+    "no_choices",
+    "ok",
+    "question_payload",
+    "rate_limited",
+    "refusal",
+    "refused_base_url",
+    "status",
+]
+
+Kind = Literal[
+    "ok", "status", "rate_limited", "hang", "malformed", "content", "refusal", "empty", "no_choices"
+]
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How the server answers one request."""
+
+    kind: Kind
+    payload: dict[str, Any] | None = None  # ok: the JSON object put in message.content
+    code: int = 200  # status: the HTTP status
+    retry_after: float | None = None  # rate_limited: the Retry-After header, in seconds
+    seconds: float = 0.0  # hang: how long to wait before answering
+    then: Behaviour | None = None  # hang: the answer sent afterwards (if the client still waits)
+    model: str | None = None  # ok: response.model (default: the model the request named)
+    text: str = ""  # content: message.content, verbatim
+
+
+def ok(payload: dict[str, Any], *, model: str | None = None) -> Behaviour:
+    """200 with message.content = json.dumps(payload)."""
+    return Behaviour("ok", payload=payload, model=model)
+
+
+def status(code: int) -> Behaviour:
+    """An HTTP error status with an OpenAI-style error body."""
+    return Behaviour("status", code=code)
+
+
+def rate_limited(retry_after: float | None = 1) -> Behaviour:
+    """429 with a Retry-After header (none if retry_after is None)."""
+    return Behaviour("rate_limited", code=429, retry_after=retry_after)
+
+
+def hang(seconds: float, then: Behaviour | None = None) -> Behaviour:
+    """Wait `seconds` (cut short when the server stops), then answer `then` (a valid question
+    by default) unless the client has hung up meanwhile."""
+    return Behaviour("hang", seconds=seconds, then=then)
+
+
+def malformed() -> Behaviour:
+    """200 whose message.content is not JSON."""
+    return Behaviour("malformed")
+
+
+def content(text: str) -> Behaviour:
+    """200 whose message.content is exactly `text` (counted as a success)."""
+    return Behaviour("content", text=text)
+
+
+def refusal() -> Behaviour:
+    """200 whose message carries a refusal and no content."""
+    return Behaviour("refusal")
+
+
+def empty() -> Behaviour:
+    """200 whose message.content is the empty string."""
+    return Behaviour("empty")
+
+
+def no_choices() -> Behaviour:
+    """200 with an empty `choices` list."""
+    return Behaviour("no_choices")
+
+
+def question_payload(
+    text: str = "How does React decide when to re-render a component?",
+    difficulty: str = "medium",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid question object, as the model would return it."""
+    return {
+        "text": text,
+        "key_points": [
+            "State or prop changes schedule a render",
+            "A parent's render re-renders its children by default",
+            "memo, useMemo and useCallback can skip work",
+        ],
+        "outline": (
+            "React re-renders a component when its state changes or its parent re-renders. "
+            "Memoisation lets you skip renders whose inputs did not change."
+        ),
+        "difficulty": difficulty,
+        **overrides,
+    }
+
+
+def feedback_payload(score: int = 7, **overrides: Any) -> dict[str, Any]:
+    """A valid feedback object, as the model would return it."""
+    return {
+        "score": score,
+        "strengths": ["Explains that state changes trigger renders"],
+        "gaps": ["Does not mention memoisation"],
+        "outline": "A strong answer names the triggers of a render and how to avoid needless ones.",
+        **overrides,
+    }
+
+
+def refused_base_url() -> str:
+    """A base URL on loopback where nothing listens: connecting is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: deque[Behaviour] = field(default_factory=deque)
+    requests: int = 0
+    successes: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
+class FakeOpenAI:
+    """The server. `start()` it (or use it as a context manager), then point a client at
+    `base_url`. Counters are thread-safe."""
+
+    def __init__(self, *, default: Behaviour | None = None, latency: float = 0.0) -> None:
+        self.default: Behaviour = default or ok(question_payload())
+        self.latency = latency  # seconds added before every reply
+        self._state = _State()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- scripting and inspection
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Answer the next requests with these, in order; `default` afterwards."""
+        with self._state.lock:
+            self._state.queue.extend(behaviours)
+
+    @property
+    def requests(self) -> int:
+        """Chat-completion requests received (whatever the answer)."""
+        with self._state.lock:
+            return self._state.requests
+
+    @property
+    def successes(self) -> int:
+        """200 answers with valid JSON content actually sent to a client still listening."""
+        with self._state.lock:
+            return self._state.successes
+
+    @property
+    def received_bodies(self) -> list[dict[str, Any]]:
+        """The parsed JSON bodies of the requests received, oldest first."""
+        with self._state.lock:
+            return list(self._state.bodies)
+
+    @property
+    def received_headers(self) -> list[dict[str, str]]:
+        """The request headers (names lower-cased), oldest first."""
+        with self._state.lock:
+            return list(self._state.headers)
+
+    @property
+    def base_url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the fake server is not running")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    # --- lifecycle
+
+    def start(self) -> FakeOpenAI:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving. Hanging requests are cut short: nothing blocks for long."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- used by the handler
+
+    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Behaviour:
+        with self._state.lock:
+            self._state.requests += 1
+            self._state.bodies.append(body)
+            self._state.headers.append(headers)
+            return self._state.queue.popleft() if self._state.queue else self.default
+
+    def _count_success(self, delta: int = 1) -> None:
+        with self._state.lock:
+            self._state.successes += delta
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; False if the server is stopping."""
+        return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
+
+
+def _completion(*, model: str, content: str | None, refusal_text: str | None = None) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": refusal_text},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 50, "total_tokens": 100},
+    }
+
+
+def _error(message: str, error_type: str) -> dict:
+    return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAI  # set on the subclass made by FakeOpenAI.start()
+    server_version = "FakeOpenAI/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_unparsable": raw.decode("utf-8", "replace")}
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, _error(f"Unknown path {self.path}", "invalid_request_error"))
+            return
+        behaviour = self.fake._record(body, headers)
+        if not self.fake._wait(self.fake.latency):
+            return
+        model = str(body.get("model") or "fake-model")
+        self._answer(behaviour, model)
+
+    def _answer(self, behaviour: Behaviour, model: str) -> None:
+        match behaviour.kind:
+            case "ok":
+                content = json.dumps(behaviour.payload)
+                body = _completion(model=behaviour.model or model, content=content)
+                self._send(200, body, success=True)
+            case "status":
+                error_type = "server_error" if behaviour.code >= 500 else "invalid_request_error"
+                self._send(behaviour.code, _error("Fake failure", error_type))
+            case "rate_limited":
+                extra = {}
+                if behaviour.retry_after is not None:
+                    extra["Retry-After"] = f"{behaviour.retry_after:g}"
+                body = _error("Rate limit reached", "requests")
+                self._send(429, body, extra)
+            case "hang":
+                if self.fake._wait(behaviour.seconds) and not self._peer_gone():
+                    self._answer(behaviour.then or ok(question_payload()), model)
+            case "content":
+                body = _completion(model=model, content=behaviour.text)
+                self._send(200, body, success=True)
+            case "malformed":
+                self._send(200, _completion(model=model, content="not json {"))
+            case "refusal":
+                body = _completion(model=model, content=None, refusal_text="I can't help with that")
+                self._send(200, body)
+            case "empty":
+                self._send(200, _completion(model=model, content=""))
+            case "no_choices":
+                self._send(200, {**_completion(model=model, content=None), "choices": []})
+
+    def _peer_gone(self) -> bool:
+        """True if the client closed the connection (e.g. after its timeout)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _send(
+        self,
+        code: int,
+        body: dict,
+        extra_headers: dict[str, str] | None = None,
+        *,
+        success: bool = False,
+    ) -> None:
+        """Send a JSON response. A `success` is counted before its last byte leaves (so the
+        count is up to date when the client has its answer) and uncounted if the client is gone.
+        """
+        data = json.dumps(body).encode()
+        counted = False
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            for name, value in (extra_headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            if success:
+                self.fake._count_success()
+                counted = True
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:  # BrokenPipeError, ConnectionResetError: the client hung up
+            if counted:
+                self.fake._count_success(-1)
+
+
+@pytest.fixture(name="fake_openai")
+def fake_openai(settings: Settings) -> Iterator[FakeOpenAI]:
+    """A running FakeOpenAI; the settings point the LLM client at it, with short timeouts."""
+    server = FakeOpenAI().start()
+    settings.OPENAI_BASE_URL = server.base_url
+    settings.OPENAI_API_KEY = "test-key"
+    settings.OPENAI_MODEL = "gpt-test"
+    settings.QUESTION_SOURCE = "openai"
+    settings.LLM_TIMEOUT_SECONDS = 1.0
+    settings.LLM_MAX_RETRIES = 1
+    try:
+        yield server
+    finally:
+        server.stop()
