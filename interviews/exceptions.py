@@ -8,9 +8,12 @@ class InterviewError(Exception):
 class GenerationFailed(InterviewError):
     """No valid question could be produced; the reservation was released, nothing charged."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *, regenerate: bool = False) -> None:
         self.reason = reason
         self.detail = detail
+        # True when the answer was unusable (not JSON, off-schema, empty) rather than absent:
+        # asking again may help, so the flow regenerates (free, a bounded number of times).
+        self.regenerate = regenerate
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 

@@ -87,7 +87,7 @@ def feedback_for(*, question: Question, answer: str) -> Feedback:
             answer=answer,
         )
     except llm.LLMError as exc:
-        logger.warning("feedback failed (%s) for question %s", exc.reason, question.pk)
+        logger.warning("feedback failed for question %s: %s", question.pk, exc)
         if question.source == Question.Source.BANK:
             return rubric_feedback(question=question, answer=answer)
         return Feedback(source=Answer.FeedbackSource.UNAVAILABLE)

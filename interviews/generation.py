@@ -32,6 +32,11 @@ class Proposal:
     pool_reset: bool = False  # serving it starts a new pass through the pool
 
 
+# An unusable answer is asked for again; a refusal, a timeout or a server error is not (the
+# client already retried transport faults within its time budget).
+REGENERATE_REASONS = frozenset({"malformed", "off_schema", "empty"})
+
+
 class QuestionSource(Protocol):
     name: str
 
@@ -90,7 +95,9 @@ class LLMSource:
                 avoid=list(pool.recent_texts),
             )
         except llm.LLMError as exc:
-            raise GenerationFailed(exc.reason, str(exc)) from exc
+            raise GenerationFailed(
+                exc.reason, exc.detail, regenerate=exc.reason in REGENERATE_REASONS
+            ) from exc
         return Proposal(
             text=generated.text,
             key_points=list(generated.key_points),

@@ -88,11 +88,11 @@ def question_next(
             session=session, hold=hold, source=source or question_source()
         )
     except BaseException as exc:
+        note = _failure_note(exc)
         with suppress(HoldNotPending):  # expired meanwhile: already freed
-            hold_release(hold=hold, note=_failure_note(exc), actor=user)
-        logger.warning(
-            "question_next: not charged, hold %s released (%s)", hold.pk, _failure_note(exc)
-        )
+            hold_release(hold=hold, note=note, actor=user)
+        # The one log line of a failed question: what failed and that it cost nothing.
+        logger.warning("question_next: not charged, hold %s released: %s", hold.pk, note)
         if isinstance(exc, HoldExpired):
             raise GenerationFailed("too_slow", "The question took too long to generate.") from exc
         raise
@@ -101,8 +101,8 @@ def question_next(
 
 def _failure_note(exc: BaseException) -> str:
     if isinstance(exc, GenerationFailed):
-        return f"generation failed ({exc.reason})"
-    return f"error ({exc.__class__.__name__})"
+        return f"generation failed ({exc})"
+    return f"error ({exc.__class__.__name__}: {exc})"
 
 
 def _propose_and_capture(
@@ -112,7 +112,16 @@ def _propose_and_capture(
     problem = ""
     for attempt in range(1, attempts + 1):
         pool = pool_state(user=session.user, topic=session.topic)
-        proposal = source.propose(session=session, pool=pool)  # no transaction open
+        try:
+            proposal = source.propose(session=session, pool=pool)  # no transaction open
+        except GenerationFailed as exc:
+            if not exc.regenerate:
+                raise
+            problem = str(exc)
+            logger.info(
+                "question_next: attempt %d unusable (%s); proposing again", attempt, problem
+            )
+            continue
         problem = _problem_with(proposal, pool)
         if problem:
             logger.info(
