@@ -4,7 +4,6 @@ Whatever the server does, a question is charged exactly when it is delivered.
 """
 
 import logging
-import re
 import threading
 from collections import Counter
 
