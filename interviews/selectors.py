@@ -63,9 +63,9 @@ class TopicProgress:
 def topics_with_progress(*, user: User) -> list[TopicProgress]:
     """Every active topic with "N of M seen" in the candidate's current pass."""
     topics = list(
-        Topic.objects.filter(is_active=True).annotate(
-            size=Count("questions", filter=Q(questions__is_active=True))
-        )
+        Topic.objects.filter(is_active=True)
+        .annotate(size=Count("questions", filter=Q(questions__is_active=True)))
+        .order_by("order", "name")  # Meta.ordering does not apply to aggregate queries
     )
     cycles = dict(
         ServedQuestion.objects.filter(user=user)

@@ -150,6 +150,7 @@ def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpRespon
     context = {
         "session": session,
         "sq": served,
+        "served": [served],
         "focus": True,
         "oob": True,
         "pool": selectors.pool_state(user=request.user, topic=session.topic),

@@ -35,6 +35,8 @@ def test_dashboard_lists_topics_with_pool_progress(logged_in, session):
     assert "ReactJS" in html
     assert "1 of 24 seen" in html
     assert "0 of 24 seen" in html  # the other topics
+    headings = re.findall(r'<h2 id="topic-([\w-]+)">', html)
+    assert headings[:3] == ["reactjs", "javascript", "typescript"]  # the bank's order
     assert badge(html) == 2
 
 
