@@ -33,7 +33,7 @@ from interviews.models import (
     question_fingerprint,
 )
 from interviews.selectors import PoolState, current_cycle, pool_state
-from ledger.exceptions import HoldExpired, HoldNotPending
+from ledger.exceptions import HoldNotPending
 from ledger.models import Hold, LedgerEntry
 from ledger.services import account_for, hold_capture, hold_release, hold_reserve
 
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 1000
 MAX_KEY_POINTS = 8
+MAX_POOL_COLLISIONS = 5
 
 
 @transaction.atomic(durable=True)
@@ -72,6 +73,10 @@ def question_next(
 ) -> NextQuestion:
     """Buy the next question of a session for 1 token, or raise and charge nothing."""
     if session.is_ended:
+        # A request that finished before the session ended still replays its question.
+        bought = ServedQuestion.objects.filter(session=session, hold__request_id=request_id)
+        if served := bought.first():
+            return NextQuestion(served=served, replay=True)
         raise SessionEnded("This session has ended. Start a new one for more questions.")
     user = session.user
     reservation = hold_reserve(
@@ -93,8 +98,8 @@ def question_next(
             hold_release(hold=hold, note=note, actor=user)
         # The one log line of a failed question: what failed and that it cost nothing.
         logger.warning("question_next: not charged, hold %s released: %s", hold.pk, note)
-        if isinstance(exc, HoldExpired):
-            raise GenerationFailed("too_slow", "The question took too long to generate.") from exc
+        if isinstance(exc, HoldNotPending):  # expired (or swept) while generating: free
+            raise GenerationFailed("expired", "The question took too long to generate.") from exc
         raise
     return NextQuestion(served=served, replay=False)
 
@@ -108,47 +113,52 @@ def _failure_note(exc: BaseException) -> str:
 def _propose_and_capture(
     *, session: InterviewSession, hold: Hold, source: QuestionSource
 ) -> ServedQuestion:
-    attempts = 1 + max(0, settings.LLM_MAX_REGENERATIONS)
-    problem = ""
-    for attempt in range(1, attempts + 1):
+    regenerations = max(0, settings.LLM_MAX_REGENERATIONS)
+    # Another request of the same candidate took the proposed question first: propose again.
+    # Not the candidate's fault nor the model's, so it does not use up a regeneration.
+    collisions = MAX_POOL_COLLISIONS
+    while True:
         pool = pool_state(user=session.user, topic=session.topic)
         try:
             proposal = source.propose(session=session, pool=pool)  # no transaction open
+            problem = _problem_with(proposal, pool)
         except GenerationFailed as exc:
             if not exc.regenerate:
                 raise
             problem = str(exc)
-            logger.info(
-                "question_next: attempt %d unusable (%s); proposing again", attempt, problem
-            )
-            continue
-        problem = _problem_with(proposal, pool)
-        if problem:
-            logger.info(
-                "question_next: proposal %d rejected (%s); proposing again", attempt, problem
-            )
-            continue
-        reset = ""
-        if proposal.pool_reset:
-            reset = (
-                f"{session.topic.name}: all {pool.size} questions seen; the pool recycles "
-                f"(pass {pool.cycle + 1})."
-            )
-        try:
-            capture = hold_capture(
-                hold=hold,
-                reason=f"Question {session.topic.name} ({session.get_difficulty_display()})",
-                record=lambda hold, debit, proposal=proposal, pool=pool: _store(
-                    session=session, proposal=proposal, pool=pool, hold=hold, debit=debit
-                ),
-                pool_reset=reset,
-                actor=session.user,
-            )
-        except PoolChanged as exc:
-            problem = str(exc)
-            continue
-        return capture.record
-    raise GenerationFailed("invalid", f"no valid question after {attempts} attempts: {problem}")
+        if not problem:
+            try:
+                return _capture(session=session, hold=hold, proposal=proposal, pool=pool)
+            except PoolChanged as exc:
+                if collisions == 0:
+                    raise GenerationFailed("busy", str(exc)) from exc
+                collisions -= 1
+                continue
+        if regenerations == 0:
+            raise GenerationFailed("invalid", f"no valid question: {problem}")
+        regenerations -= 1
+        logger.info("question_next: proposal rejected (%s); proposing again, free", problem)
+
+
+def _capture(
+    *, session: InterviewSession, hold: Hold, proposal: Proposal, pool: PoolState
+) -> ServedQuestion:
+    reset = ""
+    if proposal.pool_reset:
+        reset = (
+            f"{session.topic.name}: all {pool.size} questions seen; the pool recycles "
+            f"(pass {pool.cycle + 1})."
+        )
+    capture = hold_capture(
+        hold=hold,
+        reason=f"Question {session.topic.name} ({session.get_difficulty_display()})",
+        record=lambda hold, debit: _store(
+            session=session, proposal=proposal, pool=pool, hold=hold, debit=debit
+        ),
+        pool_reset=reset,
+        actor=session.user,
+    )
+    return capture.record
 
 
 def _problem_with(proposal: Proposal, pool: PoolState) -> str:

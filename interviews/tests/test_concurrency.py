@@ -30,24 +30,26 @@ def post_as(user, url: str, request_id: str, htmx: bool) -> int:
     return client.post(url, {"request_id": request_id}, **extra).status_code
 
 
-@pytest.mark.parametrize("htmx", [True, False])
+@pytest.mark.parametrize(
+    ("htmx", "tokens", "requests"), [(True, 4, 10), (False, 4, 10), (True, 10, 15)]
+)
 def test_k_tokens_n_distinct_requests_give_k_questions_and_n_minus_k_402(
-    make_user, counting_source, htmx
+    make_user, counting_source, htmx, tokens, requests
 ):
-    user = make_user(tokens=4)
+    user = make_user(tokens=tokens)
     session = session_start(user=user, topic=Topic.objects.get(slug="python"))
     url = reverse("interviews:question_next", kwargs={"session_id": session.pk})
-    statuses = run_concurrently(lambda i: post_as(user, url, f"request-{i:04d}", htmx), 10)
+    statuses = run_concurrently(lambda i: post_as(user, url, f"request-{i:04d}", htmx), requests)
     ok = 200 if htmx else 303
-    assert Counter(statuses) == {ok: 4, 402: 6}
-    # Only the 4 requests that reserved a token ever generated. (Two of them may pick the same
-    # bank question at once: the loser proposes again, free, so calls can exceed 4.)
-    assert len(counting_source.threads) == 4
-    assert ServedQuestion.objects.filter(session=session).count() == 4
-    assert LedgerEntry.objects.filter(kind="debit").count() == 4
+    assert Counter(statuses) == {ok: tokens, 402: requests - tokens}
+    # Only the requests that reserved a token ever generated. (Two of them may pick the same
+    # bank question at once: the loser proposes again, free, so calls can exceed K.)
+    assert len(counting_source.threads) == tokens
+    assert ServedQuestion.objects.filter(session=session).count() == tokens
+    assert LedgerEntry.objects.filter(kind="debit").count() == tokens
     user.token_account.refresh_from_db()
     assert (user.token_account.balance, user.token_account.held) == (0, 0)
-    assert len(set(ServedQuestion.objects.values_list("question_id", flat=True))) == 4
+    assert len(set(ServedQuestion.objects.values_list("question_id", flat=True))) == tokens
     assert ledger_problems() == []
 
 

@@ -154,3 +154,61 @@ def test_answers_get_rubric_feedback_for_free(session, candidate):
     assert answer.score == 7
     assert answer.outline == proposal.outline
     assert balance(candidate) == 2  # feedback cost nothing
+
+
+def test_a_hold_swept_while_generating_is_a_free_503(session, candidate):
+    """The sweeper (or another tab's reserve) expired the hold under a slow generation."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ledger.services import holds_expire
+
+    class SlowSource(BankSource):
+        def propose(self, *, session, pool):
+            holds_expire(now=timezone.now() + timedelta(hours=1))
+            return super().propose(session=session, pool=pool)
+
+    with pytest.raises(GenerationFailed) as failed:
+        question_next(session=session, request_id="req-00001", source=SlowSource())
+    assert failed.value.reason == "expired"
+    assert balance(candidate) == 3
+    assert Hold.objects.get().status == Hold.Status.EXPIRED
+    assert not ServedQuestion.objects.exists()
+    assert ledger_problems() == []
+
+
+def test_losing_a_question_to_a_concurrent_request_does_not_use_up_regenerations(
+    session, candidate, settings
+):
+    """Another request took the proposed question first: propose again, without giving up."""
+    from interviews import services
+    from interviews.exceptions import PoolChanged
+
+    settings.LLM_MAX_REGENERATIONS = 0
+    real_store = services._store
+    collisions = []
+
+    def store(**kwargs):
+        if len(collisions) < 3:
+            collisions.append(1)
+            raise PoolChanged("another request served this question meanwhile")
+        return real_store(**kwargs)
+
+    services._store = store
+    try:
+        served = question_next(session=session, request_id="req-00001", source=BankSource()).served
+    finally:
+        services._store = real_store
+    assert served.position == 1
+    assert len(collisions) == 3
+    assert balance(candidate) == 2
+
+
+def test_a_finished_request_replays_even_after_the_session_ended(session, candidate):
+    first = question_next(session=session, request_id="req-00001", source=BankSource()).served
+    session_end(session=session)
+    again = question_next(session=session, request_id="req-00001", source=BankSource())
+    assert again.replay
+    assert again.served.pk == first.pk
+    assert balance(candidate) == 2
