@@ -12,16 +12,30 @@
   }
 
   // Each click on "Next question" is a new request with its own idempotency key; the server
-  // charges a key at most once, so a resent request can never cost twice.
+  // charges a key at most once. When a click's outcome is unknown (the connection dropped, or
+  // an unexpected error), the next click resends the SAME key: if the first attempt was charged,
+  // the server returns that question instead of selling another one.
+  let retryId = null;
+
   document.addEventListener("htmx:configRequest", function (event) {
     const form = event.detail.elt;
     if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-fresh-request-id")) return;
-    const id = uuid4();
+    const id = retryId || uuid4();
     const input = form.querySelector("input[name=request_id]");
     if (input) input.value = id;
     const params = event.detail.parameters;
     if (typeof params.set === "function") params.set("request_id", id);
     else params.request_id = id;
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-fresh-request-id")) return;
+    // A question or one of our refusals (4xx, 503 "not charged") settles the request; no
+    // answer at all, or an unexpected server error, leaves it to be retried with the same key.
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    const settled = status > 0 && (status < 500 || status === 503);
+    retryId = settled ? null : form.querySelector("input[name=request_id]").value;
   });
 
   function showAlert(message) {
@@ -35,10 +49,14 @@
   }
 
   document.addEventListener("htmx:responseError", function () {
-    showAlert("Something went wrong. You were not charged. Please try again.");
+    showAlert(
+      "Something went wrong. Try again: a retry is never charged twice, and your receipts show every charge."
+    );
   });
   document.addEventListener("htmx:sendError", function () {
-    showAlert("Could not reach Mockroom. Check your connection; you were not charged.");
+    showAlert(
+      "Could not reach Mockroom. Check your connection and try again: a retry is never charged twice."
+    );
   });
 
   // Move focus to a newly delivered question, for keyboard and screen-reader users.
