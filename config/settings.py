@@ -14,6 +14,16 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 env.read_env(BASE_DIR / ".env", overwrite=False)
+# Our variables set to the empty string (NAME= in a .env file) mean "unset": use the default.
+SETTINGS_FROM_ENV = (
+    "SECRET_KEY DEBUG ALLOWED_HOSTS CSRF_TRUSTED_ORIGINS DATABASE_URL CONN_MAX_AGE "
+    "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
+    "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
+    "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS"
+).split()
+for _name in SETTINGS_FROM_ENV:
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
 
 DEBUG = env.bool("DEBUG", default=False)
 
