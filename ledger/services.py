@@ -136,9 +136,15 @@ def _expire_due(account: TokenAccount, now: datetime) -> int:
     return len(due)
 
 
+# The most tokens one grant or adjustment may move (a typo guard; balances are 32-bit).
+MAX_AMOUNT = 1_000_000
+
+
 def _positive_amount(amount: object) -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidAmount(f"The amount must be a whole number above 0, not {amount!r}.")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise InvalidAmount(
+            f"The amount must be a whole number from 1 to {MAX_AMOUNT:,}, not {amount!r}."
+        )
     return amount
 
 
@@ -240,6 +246,7 @@ def balance_adjust(
     """A staff correction of an earlier entry (e.g. a grant made in error), as a new entry."""
     if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
         raise InvalidAmount(f"The adjustment must be a non-zero whole number, not {delta!r}.")
+    _positive_amount(abs(delta))
     reason = _required_reason(reason)
     if corrects.pk is None:
         raise NotCorrectable("An adjustment must name the entry it corrects.")

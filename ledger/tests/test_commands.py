@@ -24,10 +24,11 @@ def test_grant_tokens_writes_an_entry(make_user, capsys):
     ("args", "message"),
     [
         (["nobody@example.com", "3", "--reason", "x"], "No user with the email"),
-        (["ada@example.com", "0", "--reason", "x"], "whole number above 0"),
-        (["ada@example.com", "-2", "--reason", "x"], "whole number above 0"),
-        (["ada@example.com", "two", "--reason", "x"], "whole number above 0"),
-        (["ada@example.com", "1.5", "--reason", "x"], "whole number above 0"),
+        (["ada@example.com", "0", "--reason", "x"], "whole number from 1 to"),
+        (["ada@example.com", "-2", "--reason", "x"], "whole number from 1 to"),
+        (["ada@example.com", "two", "--reason", "x"], "whole number from 1 to"),
+        (["ada@example.com", "1.5", "--reason", "x"], "whole number from 1 to"),
+        (["ada@example.com", "99999999999", "--reason", "x"], "whole number from 1 to"),
         (["ada@example.com", "3", "--reason", "   "], "--reason must not be empty"),
     ],
 )

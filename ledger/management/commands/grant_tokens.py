@@ -7,12 +7,13 @@ from ledger.models import LedgerEntry
 
 
 def _positive_int(value: str) -> int:
+    message = f"AMOUNT must be a whole number from 1 to {services.MAX_AMOUNT:,}, not {value!r}."
     try:
         amount = int(value)
     except ValueError:
-        raise CommandError(f"AMOUNT must be a whole number above 0, not {value!r}.") from None
-    if amount <= 0:
-        raise CommandError(f"AMOUNT must be a whole number above 0, not {value!r}.")
+        raise CommandError(message) from None
+    if not 0 < amount <= services.MAX_AMOUNT:
+        raise CommandError(message)
     return amount
 
 

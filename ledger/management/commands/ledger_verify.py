@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.db import connection, transaction
 
 from ledger.models import TokenAccount
 from ledger.selectors import ledger_problems
@@ -11,8 +12,15 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        problems = ledger_problems()
-        checked = TokenAccount.objects.count()
+        # One snapshot for all the queries: a question bought meanwhile must not look like a
+        # mismatch between an account and its holds.
+        outermost = not connection.in_atomic_block
+        with transaction.atomic():
+            if outermost and connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            problems = ledger_problems()
+            checked = TokenAccount.objects.count()
         if not problems:
             self.stdout.write(f"OK: {checked} account(s) reconcile.")
             return
