@@ -53,7 +53,8 @@ run: venv
 serve: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(VENV)/bin/gunicorn config.wsgi --bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} --access-logfile -
+	$(VENV)/bin/gunicorn config.wsgi --bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
+		--worker-class gthread --threads $${GUNICORN_THREADS:-8} --graceful-timeout 60 --access-logfile -
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.

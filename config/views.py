@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_GET
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("interviews:dashboard")
-    return render(request, "home.html")
+    return render(request, "home.html", {"welcome_tokens": settings.WELCOME_TOKENS})
 
 
 @login_not_required
