@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -97,6 +97,21 @@ def _action_form_page(
     )
 
 
+class EmailOrRequestIdSearch:
+    """Search a big table by exact request id, or by email through the small accounts table,
+    so that PostgreSQL uses indexes instead of scanning every row for UPPER(...) matches."""
+
+    search_fields = ["=account__email", "=request_id"]  # shows the box; the lookup is below
+    search_help_text = "Exact email address or request id."
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        accounts = TokenAccount.objects.filter(email__iexact=term).values("pk")
+        return queryset.filter(Q(account_id__in=accounts) | Q(request_id=term)), False
+
+
 @admin.register(TokenAccount)
 class TokenAccountAdmin(ReadOnlyAdmin):
     list_display = ["email", "balance", "held", "version", "updated_at"]
@@ -135,17 +150,16 @@ class TokenAccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Hold)
-class HoldAdmin(ReadOnlyAdmin):
+class HoldAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
     list_display = ["id", "account", "status", "amount", "request_id", "created_at", "expires_at"]
     list_filter = ["status"]
     list_select_related = ["account"]
-    search_fields = ["=request_id", "=account__email"]
     show_full_result_count = False
     paginator = CappedCountPaginator
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "account_email",
@@ -161,8 +175,6 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["account"]
-    search_fields = ["=account__email", "=request_id"]
-    search_help_text = "Exact email address or request id."
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
     paginator = CappedCountPaginator

@@ -8,6 +8,7 @@ two resolutions of one hold, and (PostgreSQL trigger) any UPDATE or DELETE of an
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 
 
 class LedgerEntryImmutable(Exception):
@@ -42,6 +43,8 @@ class TokenAccount(models.Model):
             ),
         ]
         permissions = [("grant_tokens", "Can grant tokens and refund debits")]
+        # Staff search by email ignores case: email__iexact is UPPER(email) = UPPER(%s).
+        indexes = [models.Index(Upper("email"), name="ledger_account_email_upper")]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.balance} tokens)"
@@ -88,6 +91,8 @@ class Hold(models.Model):
                 condition=Q(status="pending"),
                 name="ledger_hold_pending_expiry",
             ),
+            models.Index(fields=["status", "-created_at"], name="ledger_hold_status_newest"),
+            models.Index(fields=["request_id"], name="ledger_hold_request_id"),
         ]
 
     def __str__(self) -> str:
@@ -182,6 +187,7 @@ class LedgerEntry(models.Model):
             models.Index(fields=["-created_at", "-id"], name="ledger_entry_newest"),
             models.Index(fields=["account", "-version"], name="ledger_entry_account_newest"),
             models.Index(fields=["kind", "-created_at"], name="ledger_entry_kind_newest"),
+            models.Index(fields=["source", "-created_at"], name="ledger_entry_source_newest"),
             models.Index(fields=["request_id"], name="ledger_entry_request_id"),
         ]
 
