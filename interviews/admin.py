@@ -1,6 +1,29 @@
+from django import forms
 from django.contrib import admin
 
-from interviews.models import Answer, InterviewSession, Question, ServedQuestion, Topic
+from interviews.models import (
+    Answer,
+    InterviewSession,
+    Question,
+    ServedQuestion,
+    Topic,
+    question_fingerprint,
+)
+
+
+class QuestionForm(forms.ModelForm):
+    class Meta:
+        model = Question
+        fields = ["topic", "difficulty", "text", "key_points", "outline", "is_active"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        topic, text = cleaned.get("topic"), cleaned.get("text")
+        if topic and text:
+            same = Question.objects.filter(topic=topic, fingerprint=question_fingerprint(text))
+            if same.exclude(pk=self.instance.pk).exists():
+                self.add_error("text", "This topic already has a question with this wording.")
+        return cleaned
 
 
 @admin.register(Topic)
@@ -14,6 +37,8 @@ class TopicAdmin(admin.ModelAdmin):
 @admin.register(Question)
 class QuestionAdmin(admin.ModelAdmin):
     """Staff edit the bank here. Reloading the bank (migrate) keeps their edits."""
+
+    form = QuestionForm
 
     list_display = ["short_text", "topic", "difficulty", "source", "model", "is_active"]
     list_filter = ["topic", "difficulty", "source", "is_active"]
@@ -63,6 +88,9 @@ class InterviewSessionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # its questions were paid for: the candidate's history stays whole
+
 
 @admin.register(Answer)
 class AnswerAdmin(admin.ModelAdmin):
@@ -75,4 +103,7 @@ class AnswerAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -66,3 +66,25 @@ def test_a_broken_bank_file_is_refused_with_its_name(tmp_path, db):
     with pytest.raises(BankFileError, match=r"broken.json question 1: difficulty"):
         load_bank(tmp_path)
     assert not Topic.objects.filter(slug="x").exists()
+
+
+def test_staff_cannot_give_two_questions_of_a_topic_the_same_wording(client, db):
+    from accounts.models import User
+
+    client.force_login(User.objects.create_superuser(email="s@example.com", password="x"))
+    first, second = Question.objects.filter(topic__slug="git").order_by("pk")[:2]
+    response = client.post(
+        f"/admin/interviews/question/{second.pk}/change/",
+        {
+            "topic": second.topic_id,
+            "difficulty": second.difficulty,
+            "text": first.text.upper(),
+            "key_points": json.dumps(second.key_points),
+            "outline": second.outline,
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "already has a question with this wording" in response.content.decode()
+    second.refresh_from_db()
+    assert second.text != first.text.upper()
