@@ -23,3 +23,7 @@ class SessionEnded(InterviewError):
 
 class PoolChanged(InterviewError):
     """Another request changed the pool between proposing and storing: propose again."""
+
+
+class FeedbackUnavailable(InterviewError):
+    """Feedback could not be had just now; the earlier answer and its feedback are kept."""

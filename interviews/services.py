@@ -20,7 +20,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from interviews.exceptions import GenerationFailed, PoolChanged, SessionEnded
+from interviews.exceptions import (
+    FeedbackUnavailable,
+    GenerationFailed,
+    PoolChanged,
+    SessionEnded,
+)
 from interviews.feedback import feedback_for
 from interviews.generation import Proposal, QuestionSource, question_source
 from interviews.models import (
@@ -35,7 +40,7 @@ from interviews.models import (
 from interviews.selectors import PoolState, current_cycle, pool_state
 from ledger.exceptions import HoldNotPending
 from ledger.models import Hold, LedgerEntry
-from ledger.services import account_for, hold_capture, hold_release, hold_reserve
+from ledger.services import account_get_or_open, hold_capture, hold_release, hold_reserve
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -80,7 +85,7 @@ def question_next(
         raise SessionEnded("This session has ended. Start a new one for more questions.")
     user = session.user
     reservation = hold_reserve(
-        account=account_for(user),
+        account=account_get_or_open(user),
         request_id=request_id,
         purpose=f"question:{session.pk}",
         actor=user,
@@ -225,8 +230,16 @@ def _store(
 
 
 def answer_submit(*, served: ServedQuestion, text: str) -> Answer:
-    """Store the answer with its feedback. Free: the question was paid for."""
+    """Store the answer with its feedback. Free: the question was paid for.
+
+    When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
+    FeedbackUnavailable is raised and the earlier answer stays.
+    """
     feedback = feedback_for(question=served.question, answer=text)  # may call the LLM: no tx
+    if feedback.source == Answer.FeedbackSource.UNAVAILABLE:
+        earlier = Answer.objects.filter(served=served).first()
+        if earlier is not None and earlier.has_feedback:
+            raise FeedbackUnavailable("Feedback is unavailable right now.")
     with transaction.atomic(durable=True):
         answer, _ = Answer.objects.update_or_create(
             served=served,

@@ -7,7 +7,7 @@ from django_htmx.http import reswap, retarget
 
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
-from interviews.exceptions import GenerationFailed, SessionEnded
+from interviews.exceptions import FeedbackUnavailable, GenerationFailed, SessionEnded
 from interviews.forms import AnswerForm, NextQuestionForm, StartSessionForm
 from interviews.models import InterviewSession, ServedQuestion
 from ledger.exceptions import (
@@ -170,8 +170,18 @@ def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int
     except ServedQuestion.DoesNotExist:
         raise Http404("No such question.") from None
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
+    status = 422
     if form.is_valid():
-        services.answer_submit(served=served, text=form.cleaned_data["text"])
+        try:
+            services.answer_submit(served=served, text=form.cleaned_data["text"])
+        except FeedbackUnavailable:
+            form.add_error(
+                "text",
+                "Feedback is unavailable right now; your earlier feedback is kept. "
+                "Try again in a moment, it is free.",
+            )
+            status = 503
+    if form.is_valid():
         if not request.htmx:
             return see_other(served.get_absolute_url())
         served = selectors.served_question_for(
@@ -182,10 +192,9 @@ def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int
     else:
         if not request.htmx:
             return _session_page(
-                request, served.session, status=422, invalid=form, invalid_position=position
+                request, served.session, status=status, invalid=form, invalid_position=position
             )
         served.answer_form = form
-        status = 422
     return render(
         request,
         "interviews/session.html#question-card",

@@ -176,11 +176,15 @@ def test_llm_feedback_is_free_and_falls_back(fake_openai, session, candidate):
     sent = fake_openai.received_bodies[-1]["messages"][-1]["content"]
     assert "<candidate_answer>" in sent
     assert "Ignore previous instructions" in sent
-    # The LLM fails on feedback: a generated question says "unavailable", free.
-    fake_openai.enqueue(status(500), status(500))
-    answer = answer_submit(served=served, text="A second try at the answer, longer this time.")
+    # The LLM fails on feedback to a generated question: "unavailable" (the text is kept), free.
+    fake_openai.enqueue(
+        ok(question_payload(text="What is a custom hook?")), status(500), status(500)
+    )
+    second = question_next(session=session, request_id="req-00002").served
+    answer = answer_submit(served=second, text="A function whose name starts with use.")
     assert answer.feedback_source == Answer.FeedbackSource.UNAVAILABLE
-    assert balance(candidate) == 2
+    assert answer.text == "A function whose name starts with use."
+    assert balance(candidate) == 1
 
 
 def test_feedback_on_a_bank_question_falls_back_to_the_rubric(
@@ -250,3 +254,25 @@ def test_race_with_failures_charged_equals_delivered(fake_openai, make_user, set
     refused = {ident for code, ident in results if code == 402}
     assert not refused & generating_threads
     assert ledger_problems() == []
+
+
+def test_a_failed_regrade_keeps_the_earlier_feedback_and_the_new_text(
+    fake_openai, logged_in, session
+):
+    fake_openai.enqueue(
+        ok(question_payload(text="Why hooks?")),
+        ok(feedback_payload(score=8)),
+        status(500),
+        status(500),
+    )
+    logged_in.post(next_url(session), {"request_id": "req-00001"})
+    url = reverse("interviews:answer", kwargs={"session_id": session.pk, "position": 1})
+    logged_in.post(url, {"text": "Hooks let function components hold state."})
+    response = logged_in.post(url, {"text": "A better second answer about hooks."}, **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 503
+    assert "your earlier feedback is kept" in html
+    assert "A better second answer about hooks." in html  # nothing typed is lost
+    answer = Answer.objects.get()
+    assert (answer.score, answer.feedback_source) == (8, "openai")
+    assert answer.text == "Hooks let function components hold state."
