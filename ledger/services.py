@@ -182,7 +182,7 @@ def account_open(
     return account
 
 
-def account_for(user: User) -> TokenAccount:
+def account_get_or_open(user: User) -> TokenAccount:
     """The user's account, opened (without a welcome grant) if the user never had one."""
     try:
         return user.token_account

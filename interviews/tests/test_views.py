@@ -118,10 +118,10 @@ def test_402_when_out_of_tokens_and_nothing_charged(logged_in, session, candidat
 
 
 def test_409_while_the_same_request_is_in_progress(logged_in, session, candidate):
-    from ledger.services import account_for, hold_reserve
+    from ledger.services import account_get_or_open, hold_reserve
 
     hold_reserve(
-        account=account_for(candidate),
+        account=account_get_or_open(candidate),
         request_id="req-running",
         purpose=f"question:{session.pk}",
         actor=candidate,

@@ -315,10 +315,10 @@ def test_adjustment_corrects_an_entry_and_never_goes_below_held(make_user, staff
     assert ledger_problems() == []
 
 
-def test_account_for_opens_an_account_without_a_grant(db):
+def test_account_get_or_open_opens_an_account_without_a_grant(db):
     from accounts.models import User
 
     user = User.objects.create_user(email="nogrant@example.com", password="x")
-    account = services.account_for(user)
+    account = services.account_get_or_open(user)
     assert (account.balance, account.version, account.email) == (0, 0, "nogrant@example.com")
-    assert services.account_for(user) == account
+    assert services.account_get_or_open(user) == account

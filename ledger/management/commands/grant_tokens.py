@@ -34,7 +34,7 @@ class Command(BaseCommand):
             raise CommandError(f"No user with the email {email!r}.")
         try:
             entry = services.tokens_grant(
-                account=services.account_for(user),
+                account=services.account_get_or_open(user),
                 amount=tokens,
                 actor=None,
                 source=LedgerEntry.Source.COMMAND,
