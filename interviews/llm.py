@@ -16,6 +16,7 @@ No database access happens here: callers must not hold a transaction open while 
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import functools
 import json
@@ -401,6 +402,26 @@ def _classify(exc: Exception) -> tuple[LLMError, bool, float | None]:
     return LLMError("server_error", type(exc).__name__), False, None
 
 
+class _DeadlinePassed(Exception):
+    """An attempt had no complete answer by its wall-clock deadline."""
+
+
+# httpx's timeouts bound each connect and each read, not a whole response: a server that sends
+# a byte at a time would never trip them. So each attempt runs in a worker thread and is
+# abandoned at its deadline (the thread ends at the server's next stall or close).
+_ATTEMPT_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llm")
+_DEADLINE_SLACK_SECONDS: Final[float] = 0.25
+
+
+def _attempt(client: openai.OpenAI, *, timeout: float, **request: Any) -> ChatCompletion:
+    future = _ATTEMPT_POOL.submit(client.chat.completions.create, timeout=timeout, **request)
+    try:
+        return future.result(timeout=timeout + _DEADLINE_SLACK_SECONDS)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise _DeadlinePassed from None
+
+
 def _request(
     *,
     messages: list[ChatCompletionMessageParam],
@@ -421,15 +442,20 @@ def _request(
         attempt_timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
         attempts += 1
         try:
-            completion = client.chat.completions.create(
+            completion = _attempt(
+                client,
+                timeout=attempt_timeout,
                 model=settings.OPENAI_MODEL,
                 messages=messages,
                 response_format=response_format,
-                timeout=attempt_timeout,
             )
         except (openai.OpenAIError, ValueError) as exc:
             cause: Exception = exc
             failure, retryable, requested_wait = _classify(exc)
+        except _DeadlinePassed as exc:
+            cause = exc
+            failure = LLMError("timeout", f"no complete answer within {attempt_timeout:g}s")
+            retryable, requested_wait = True, None
         else:
             if not isinstance(completion, ChatCompletion):  # a 200 with a non-JSON body
                 raise _with_attempts(LLMError("malformed", "response is not JSON"), attempts)

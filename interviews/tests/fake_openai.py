@@ -52,7 +52,16 @@ __all__ = [
 ]
 
 Kind = Literal[
-    "ok", "status", "rate_limited", "hang", "malformed", "content", "refusal", "empty", "no_choices"
+    "ok",
+    "status",
+    "rate_limited",
+    "hang",
+    "malformed",
+    "content",
+    "refusal",
+    "empty",
+    "no_choices",
+    "trickle",
 ]
 
 
@@ -89,6 +98,12 @@ def hang(seconds: float, then: Behaviour | None = None) -> Behaviour:
     """Wait `seconds` (cut short when the server stops), then answer `then` (a valid question
     by default) unless the client has hung up meanwhile."""
     return Behaviour("hang", seconds=seconds, then=then)
+
+
+def trickle(seconds: float) -> Behaviour:
+    """200 with a valid question whose body is sent a byte at a time over about `seconds`:
+    each read is quick, so only a wall-clock deadline stops the client waiting."""
+    return Behaviour("trickle", seconds=seconds)
 
 
 def malformed() -> Behaviour:
@@ -340,6 +355,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, _completion(model=model, content=""))
             case "no_choices":
                 self._send(200, {**_completion(model=model, content=None), "choices": []})
+            case "trickle":
+                self._trickle(
+                    _completion(model=model, content=json.dumps(question_payload())),
+                    behaviour.seconds,
+                )
+
+    def _trickle(self, body: dict, seconds: float) -> None:
+        data = json.dumps(body).encode()
+        pause = seconds / len(data)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for index in range(len(data)):
+                if not self.fake._wait(pause):
+                    return
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up: nothing was delivered
+            return
 
     def _peer_gone(self) -> bool:
         """True if the client closed the connection (e.g. after its timeout)."""

@@ -521,3 +521,15 @@ def test_nonsense_numbers_are_e004(settings, name: str, value: float) -> None:
     setattr(settings, name, value)
 
     assert check_ids() == ["mockroom.E004"]
+
+
+def test_a_server_that_trickles_bytes_cannot_outlast_the_budget(fake_openai: FakeOpenAI) -> None:
+    """Each read is quick, so only the wall-clock deadline ends the wait."""
+    from interviews.tests.fake_openai import trickle
+
+    fake_openai.enqueue(trickle(30), trickle(30))
+    started = time.monotonic()
+    with pytest.raises(llm.LLMError) as caught:
+        ask()
+    assert caught.value.reason == "timeout"
+    assert time.monotonic() - started < budget() + 1.0
