@@ -73,16 +73,15 @@ class RefundForm(forms.Form):
     reason = forms.CharField(max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60}))
 
 
-def _action_form_page(
-    request: HttpRequest,
-    *,
-    admin_site,
-    queryset: QuerySet,
-    form: forms.Form,
-    action: str,
-    title: str,
-) -> TemplateResponse:
-    return TemplateResponse(
+def _action_input(
+    request: HttpRequest, *, admin_site, queryset: QuerySet, form_class, action: str, title: str
+) -> tuple[forms.Form | None, TemplateResponse | None]:
+    """An action that needs input (an amount, a reason) asks for it on a page of its own:
+    returns (the valid form, None) once submitted, else (None, that page)."""
+    form = form_class(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        return form, None
+    page = TemplateResponse(
         request,
         "admin/ledger/action_form.html",
         {
@@ -95,6 +94,7 @@ def _action_form_page(
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         },
     )
+    return None, page
 
 
 class EmailOrRequestIdSearch:
@@ -123,16 +123,16 @@ class TokenAccountAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Grant tokens to the selected accounts", permissions=["grant"])
     def grant_tokens(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
-        form = GrantForm(request.POST if "apply" in request.POST else None)
-        if not form.is_valid():
-            return _action_form_page(
-                request,
-                admin_site=self.admin_site,
-                queryset=queryset,
-                form=form,
-                action="grant_tokens",
-                title="Grant tokens",
-            )
+        form, page = _action_input(
+            request,
+            admin_site=self.admin_site,
+            queryset=queryset,
+            form_class=GrantForm,
+            action="grant_tokens",
+            title="Grant tokens",
+        )
+        if page is not None:
+            return page
         for account in queryset:
             entry = services.tokens_grant(
                 account=account,
@@ -207,16 +207,16 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
 
     @admin.action(description="Refund the selected debits", permissions=["grant"])
     def refund_debits(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
-        form = RefundForm(request.POST if "apply" in request.POST else None)
-        if not form.is_valid():
-            return _action_form_page(
-                request,
-                admin_site=self.admin_site,
-                queryset=queryset,
-                form=form,
-                action="refund_debits",
-                title="Refund debits",
-            )
+        form, page = _action_input(
+            request,
+            admin_site=self.admin_site,
+            queryset=queryset,
+            form_class=RefundForm,
+            action="refund_debits",
+            title="Refund debits",
+        )
+        if page is not None:
+            return page
         for entry in queryset:
             try:
                 refund = services.entry_refund(

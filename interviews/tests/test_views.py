@@ -310,3 +310,22 @@ def test_what_costs_a_token_is_public_and_linked_from_the_badge(client, logged_i
     page = client.get(reverse("ledger:costs")).content.decode()
     assert "costs exactly 1 token" in page
     assert "never goes below zero" in page
+
+
+def test_refreshing_and_browsing_cost_nothing(logged_in, session, candidate):
+    logged_in.post(next_url(session), {"request_id": "req-00001"})
+    entries = LedgerEntry.objects.count()
+    pages = [
+        session.get_absolute_url(),
+        reverse("interviews:dashboard"),
+        reverse("ledger:entries"),
+        reverse("ledger:costs"),
+        reverse("accounts:profile"),
+    ]
+    for _ in range(3):
+        for url in pages:
+            assert logged_in.get(url).status_code == 200
+            assert logged_in.get(url, **HTMX).status_code == 200
+    assert LedgerEntry.objects.count() == entries
+    candidate.token_account.refresh_from_db()
+    assert (candidate.token_account.balance, candidate.token_account.held) == (2, 0)
