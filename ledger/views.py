@@ -1,5 +1,4 @@
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -16,7 +15,6 @@ def entries(request: HttpRequest) -> HttpResponse:
     return render(request, "ledger/entries.html", {"page_obj": page_obj})
 
 
-@login_not_required
 @require_GET
 def costs(request: HttpRequest) -> HttpResponse:
     """'What costs a token': the token promise in plain words."""

@@ -265,7 +265,14 @@ def test_another_users_session_and_answers_are_404(client, session, make_user):
 
 
 @pytest.mark.parametrize(
-    "url", ["/interviews/", "/tokens/", "/accounts/profile/", "/admin/ledger/ledgerentry/"]
+    "url",
+    [
+        "/interviews/",
+        "/tokens/",
+        "/tokens/what-costs-a-token/",
+        "/accounts/profile/",
+        "/admin/ledger/ledgerentry/",
+    ],
 )
 def test_pages_require_login(client, db, url):
     response = client.get(url)
@@ -303,11 +310,10 @@ def test_receipts_are_paginated(logged_in, candidate):
     assert "Page 2 of 2" in second
 
 
-def test_what_costs_a_token_is_public_and_linked_from_the_badge(client, logged_in):
+def test_what_costs_a_token_is_linked_from_the_badge(logged_in):
     html = logged_in.get(reverse("interviews:dashboard")).content.decode()
-    assert f'href="{reverse("ledger:costs")}"' in html
-    client.logout()
-    page = client.get(reverse("ledger:costs")).content.decode()
+    assert f'class="token-badge" href="{reverse("ledger:costs")}"' in html
+    page = logged_in.get(reverse("ledger:costs")).content.decode()
     assert "costs exactly 1 token" in page
     assert "never goes below zero" in page
 
