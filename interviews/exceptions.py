@@ -27,3 +27,7 @@ class PoolChanged(InterviewError):
 
 class FeedbackUnavailable(InterviewError):
     """Feedback could not be had just now; the earlier answer and its feedback are kept."""
+
+
+class FeedbackLimitReached(InterviewError):
+    """Feedback was asked for too many times on one question (each can be an LLM call)."""

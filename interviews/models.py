@@ -153,6 +153,8 @@ class Answer(models.Model):
     gaps = models.JSONField(default=list, blank=True)
     outline = models.TextField(blank=True)
     feedback_source = models.CharField(max_length=12, choices=FeedbackSource)
+    # How many times feedback was asked for (each may be an LLM call): capped per question.
+    feedback_requests = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from interviews.exceptions import (
+    FeedbackLimitReached,
     FeedbackUnavailable,
     GenerationFailed,
     PoolChanged,
@@ -50,6 +52,8 @@ logger = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 1000
 MAX_KEY_POINTS = 8
 MAX_POOL_COLLISIONS = 5
+# Feedback is free, but each request can be an LLM call: a question gets this many at most.
+MAX_FEEDBACK_REQUESTS = 10
 
 
 @transaction.atomic(durable=True)
@@ -235,15 +239,25 @@ def answer_submit(*, served: ServedQuestion, text: str) -> Answer:
     When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
     FeedbackUnavailable is raised and the earlier answer stays.
     """
+    earlier = Answer.objects.filter(served=served).first()
+    asked = (earlier.feedback_requests if earlier else 0) + 1
+    if asked > MAX_FEEDBACK_REQUESTS:
+        raise FeedbackLimitReached(
+            f"You have had feedback on this question {MAX_FEEDBACK_REQUESTS} times, the most "
+            "there is. Take the next question to keep practising."
+        )
     feedback = feedback_for(question=served.question, answer=text)  # may call the LLM: no tx
-    if feedback.source == Answer.FeedbackSource.UNAVAILABLE:
-        earlier = Answer.objects.filter(served=served).first()
-        if earlier is not None and earlier.has_feedback:
-            raise FeedbackUnavailable("Feedback is unavailable right now.")
+    if feedback.source == Answer.FeedbackSource.UNAVAILABLE and earlier and earlier.has_feedback:
+        with transaction.atomic(durable=True):
+            Answer.objects.filter(pk=earlier.pk).update(
+                feedback_requests=F("feedback_requests") + 1
+            )
+        raise FeedbackUnavailable("Feedback is unavailable right now.")
     with transaction.atomic(durable=True):
         answer, _ = Answer.objects.update_or_create(
             served=served,
             defaults={
+                "feedback_requests": asked,
                 "text": text,
                 "score": feedback.score,
                 "covered": feedback.covered,

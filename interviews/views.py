@@ -7,7 +7,12 @@ from django_htmx.http import reswap, retarget
 
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
-from interviews.exceptions import FeedbackUnavailable, GenerationFailed, SessionEnded
+from interviews.exceptions import (
+    FeedbackLimitReached,
+    FeedbackUnavailable,
+    GenerationFailed,
+    SessionEnded,
+)
 from interviews.forms import AnswerForm, NextQuestionForm, StartSessionForm
 from interviews.models import InterviewSession, ServedQuestion
 from ledger.exceptions import (
@@ -181,6 +186,9 @@ def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int
                 "Try again in a moment, it is free.",
             )
             status = 503
+        except FeedbackLimitReached as exc:
+            form.add_error("text", str(exc))
+            status = 429
     if form.is_valid():
         if not request.htmx:
             return see_other(served.get_absolute_url())

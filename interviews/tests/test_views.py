@@ -335,3 +335,18 @@ def test_refreshing_and_browsing_cost_nothing(logged_in, session, candidate):
     assert LedgerEntry.objects.count() == entries
     candidate.token_account.refresh_from_db()
     assert (candidate.token_account.balance, candidate.token_account.held) == (2, 0)
+
+
+def test_feedback_requests_per_question_are_capped(logged_in, session, monkeypatch):
+    monkeypatch.setattr("interviews.services.MAX_FEEDBACK_REQUESTS", 2)
+    logged_in.post(next_url(session), {"request_id": "req-00001"})
+    url = reverse("interviews:answer", kwargs={"session_id": session.pk, "position": 1})
+    for attempt in range(2):
+        response = logged_in.post(url, {"text": f"Answer number {attempt}, long enough."}, **HTMX)
+        assert response.status_code == 200
+    response = logged_in.post(url, {"text": "A third answer, long enough."}, **HTMX)
+    assert response.status_code == 429
+    assert "the most there is" in response.content.decode()
+    assert "A third answer, long enough." in response.content.decode()  # nothing lost
+    answer = Answer.objects.get()
+    assert (answer.text, answer.feedback_requests) == ("Answer number 1, long enough.", 2)
