@@ -160,10 +160,8 @@ def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpRespon
         "oob": True,
         "pool": selectors.pool_state(user=request.user, topic=session.topic),
     }
-    response = render(request, "interviews/session.html#question-added", context)
-    if result.replay:  # already on the page: replace that card instead of adding a copy
-        response = reswap(retarget(response, f"#q-{served.position}"), "outerHTML")
-    return response
+    # A replay answers like the first time; the page replaces the card if it already shows it.
+    return render(request, "interviews/session.html#question-added", context)
 
 
 @require_POST

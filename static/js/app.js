@@ -38,6 +38,21 @@
     retryId = settled ? null : form.querySelector("input[name=request_id]").value;
   });
 
+  // The same request id again returns the question it already bought. If the page shows that
+  // card (a double submit), replace it; if not (the first response was lost), add it.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const config = event.detail.requestConfig;
+    const form = config && config.elt;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-fresh-request-id")) return;
+    if (event.detail.xhr.status !== 200) return;
+    const match = /<li class="card question-card" id="(q-\d+)"/.exec(event.detail.serverResponse);
+    const shown = match && document.getElementById(match[1]);
+    if (shown) {
+      event.detail.target = shown;
+      event.detail.swapOverride = "outerHTML";
+    }
+  });
+
   function showAlert(message) {
     const slot = document.getElementById("question-alert");
     if (!slot) return;

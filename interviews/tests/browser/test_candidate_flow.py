@@ -390,3 +390,38 @@ def test_another_candidates_session_is_not_found(
     expect(intruder.get_by_role("heading", name="Not found")).to_be_visible()
     expect(intruder.locator("#next-question")).to_have_count(0)
     expect(intruder.get_by_text("ReactJS")).to_have_count(0)
+
+
+def test_a_lost_response_is_retried_with_the_same_request_id_and_charged_once(
+    live_server, page: Page, console_log
+) -> None:
+    """The server charged the question but its answer never reached the page: the next click
+    resends the same request id and gets that question, not a second charge."""
+    sign_up(page, live_server.url, new_email())
+    start_session(page)
+    set_reload_marker(page)
+    sent: list[str] = []
+
+    def lose_the_answer(route: Route) -> None:
+        sent.append(route.request.post_data or "")
+        route.fetch()  # the server does the work and charges...
+        route.abort("connectionreset")  # ...and the answer is lost on the way back
+
+    page.route("**/questions/", lose_the_answer)
+    question_button(page).click()
+    expect(page.locator("#question-alert [role=alert]")).to_contain_text("never charged twice")
+    expect(page.locator("#q-1")).to_have_count(0)
+    page.unroute("**/questions/")
+    # What the lost request did to the console (the network error) is the point of the test.
+    console_log.errors.clear()
+
+    with page.expect_request("**/questions/") as retry:
+        card = ask_question(page, 1)
+    assert retry.value.post_data == sent[0], "the retry did not reuse the request id"
+    expect(page.locator("#token-balance")).to_have_text(tokens(9))  # charged once
+    expect(page.locator("#question-list > li.question-card")).to_have_count(1)
+    expect(card.locator(".receipt")).to_contain_text("10 -> 9")
+    assert_not_reloaded(page)
+
+    card = ask_question(page, 2)  # the next click is a new request again
+    expect(page.locator("#token-balance")).to_have_text(tokens(8))
