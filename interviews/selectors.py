@@ -36,13 +36,13 @@ def current_cycle(*, user: User, topic: Topic) -> int:
 
 
 def pool_state(*, user: User, topic: Topic) -> PoolState:
-    cycle = current_cycle(user=user, topic=topic)
     served = ServedQuestion.objects.filter(user=user, topic=topic)
     history = list(
         served.order_by("-served_at", "-pk").values_list(
             "question_id", "cycle", "question__fingerprint", "question__text"
         )
     )
+    cycle = max((c for _, c, _, _ in history), default=1)
     return PoolState(
         cycle=cycle,
         seen_in_cycle=frozenset(qid for qid, c, _, _ in history if c == cycle),
@@ -67,20 +67,17 @@ def topics_with_progress(*, user: User) -> list[TopicProgress]:
         .annotate(size=Count("questions", filter=Q(questions__is_active=True)))
         .order_by("order", "name")  # Meta.ordering does not apply to aggregate queries
     )
-    cycles = dict(
+    # Distinct questions seen per pass, in one query; the latest pass of a topic wins.
+    passes = (
         ServedQuestion.objects.filter(user=user)
-        .values("topic_id")
-        .annotate(cycle=Max("cycle"))
         .values_list("topic_id", "cycle")
+        .annotate(seen=Count("question_id", distinct=True))
+        .order_by("topic_id", "cycle")
     )
+    cycles: dict[int, int] = {}
     seen: dict[int, int] = {}
-    for topic_id, cycle in cycles.items():
-        seen[topic_id] = (
-            ServedQuestion.objects.filter(user=user, topic_id=topic_id, cycle=cycle)
-            .values("question_id")
-            .distinct()
-            .count()
-        )
+    for topic_id, cycle, count in passes:
+        cycles[topic_id], seen[topic_id] = cycle, count
     return [
         TopicProgress(topic=t, seen=seen.get(t.pk, 0), size=t.size, cycle=cycles.get(t.pk, 1))
         for t in topics

@@ -38,9 +38,9 @@ def _own_session(request: HtmxHttpRequest, session_id: uuid.UUID) -> InterviewSe
         raise Http404("No such session.") from None
 
 
-def _answer_form(served: ServedQuestion, data=None) -> AnswerForm:
+def _answer_form(served: ServedQuestion) -> AnswerForm:
     initial = {"text": served.answer.text} if hasattr(served, "answer") else None
-    return AnswerForm(data, initial=initial, auto_id=f"answer-{served.position}-%s")
+    return AnswerForm(initial=initial, auto_id=f"answer-{served.position}-%s")
 
 
 def _session_page(

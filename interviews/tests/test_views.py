@@ -350,3 +350,17 @@ def test_feedback_requests_per_question_are_capped(logged_in, session, monkeypat
     assert "A third answer, long enough." in response.content.decode()  # nothing lost
     answer = Answer.objects.get()
     assert (answer.text, answer.feedback_requests) == ("Answer number 1, long enough.", 2)
+
+
+def test_dashboard_progress_counts_the_current_pass_after_a_recycle(logged_in, session, topic):
+    from interviews.models import Question
+
+    keep = Question.objects.filter(topic=topic).values("pk")[:2]
+    Question.objects.filter(topic=topic).exclude(pk__in=keep).update(is_active=False)
+    for i in range(3):  # two questions, then the pool recycles
+        assert logged_in.post(next_url(session), {"request_id": f"req-0000{i}"}).status_code == 303
+    html = logged_in.get(reverse("interviews:dashboard")).content.decode()
+    assert "1 of 2 seen" in html
+    assert "pass 2" in html
+    session_page = logged_in.get(session.get_absolute_url()).content.decode()
+    assert "1 of 2 ReactJS questions seen (pass 2)" in session_page
