@@ -33,6 +33,8 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from interviews.models import KEY_POINTS_MAX, KEY_POINTS_MIN, QUESTION_MAX_CHARS, Difficulty
+
 logger = logging.getLogger("interviews.llm")
 
 #: The longest pause between two attempts, whatever a server's Retry-After asks for.
@@ -54,13 +56,9 @@ REASONS: Final[frozenset[str]] = frozenset(
     }
 )
 
-DIFFICULTIES: Final[tuple[str, ...]] = ("easy", "medium", "hard")
-
-# Limits on what the model returns (anything outside is "off_schema").
-MAX_QUESTION_CHARS: Final[int] = 1000
+# Limits on what the model returns (anything outside is "off_schema"); a question's own limits
+# (length, number of key points, difficulties) are the model's, in interviews.models.
 MAX_POINT_CHARS: Final[int] = 300
-MIN_KEY_POINTS: Final[int] = 1
-MAX_KEY_POINTS: Final[int] = 8
 MAX_FEEDBACK_ITEMS: Final[int] = 8
 MAX_OUTLINE_CHARS: Final[int] = 3000
 MIN_SCORE: Final[int] = 0
@@ -186,14 +184,14 @@ QUESTION_SCHEMA: Final[dict[str, Any]] = {
             "type": "array",
             "description": "The points a strong answer covers (3 to 6).",
             "items": {"type": "string"},
-            "minItems": MIN_KEY_POINTS,
-            "maxItems": MAX_KEY_POINTS,
+            "minItems": KEY_POINTS_MIN,
+            "maxItems": KEY_POINTS_MAX,
         },
         "outline": {
             "type": "string",
             "description": "A model answer outline in 2 to 4 sentences.",
         },
-        "difficulty": {"type": "string", "enum": list(DIFFICULTIES)},
+        "difficulty": {"type": "string", "enum": list(Difficulty.values)},
     },
     "required": ["text", "key_points", "outline", "difficulty"],
     "additionalProperties": False,
@@ -562,12 +560,12 @@ def _parse_question(data: dict[str, Any], *, model: str) -> GeneratedQuestion:
     """Validate a question object; LLMError("off_schema") if anything is off."""
     _check_fields(data, ("text", "key_points", "outline", "difficulty"))
     difficulty = data["difficulty"]
-    if not isinstance(difficulty, str) or difficulty.strip().lower() not in DIFFICULTIES:
+    if not isinstance(difficulty, str) or difficulty.strip().lower() not in Difficulty.values:
         raise LLMError("off_schema", "difficulty is not easy, medium or hard")
     return GeneratedQuestion(
-        text=_text(data["text"], "text", limit=MAX_QUESTION_CHARS),
+        text=_text(data["text"], "text", limit=QUESTION_MAX_CHARS),
         key_points=_texts(
-            data["key_points"], "key_points", min_items=MIN_KEY_POINTS, max_items=MAX_KEY_POINTS
+            data["key_points"], "key_points", min_items=KEY_POINTS_MIN, max_items=KEY_POINTS_MAX
         ),
         outline=_text(data["outline"], "outline", limit=MAX_OUTLINE_CHARS),
         difficulty=difficulty.strip().lower(),

@@ -13,6 +13,13 @@ class Difficulty(models.TextChoices):
     HARD = "hard", "Hard"
 
 
+# What a question may be, wherever it comes from: the LLM's JSON schema and the question flow's
+# checks both use these.
+QUESTION_MAX_CHARS = 1000
+KEY_POINTS_MIN = 1
+KEY_POINTS_MAX = 8
+
+
 def question_fingerprint(text: str) -> str:
     """Identity of a question's wording: case, punctuation and spacing do not count."""
     normalised = " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())

@@ -31,6 +31,9 @@ from interviews.exceptions import (
 from interviews.feedback import feedback_for
 from interviews.generation import Proposal, QuestionSource, question_source
 from interviews.models import (
+    KEY_POINTS_MAX,
+    KEY_POINTS_MIN,
+    QUESTION_MAX_CHARS,
     Answer,
     Difficulty,
     InterviewSession,
@@ -49,8 +52,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 1000
-MAX_KEY_POINTS = 8
 MAX_POOL_COLLISIONS = 5
 # Feedback is free, but each request can be an LLM call: a question gets this many at most.
 MAX_FEEDBACK_REQUESTS = 10
@@ -175,11 +176,11 @@ def _problem_with(proposal: Proposal, pool: PoolState) -> str:
     text = proposal.text.strip()
     if not text:
         return "empty question"
-    if len(text) > MAX_QUESTION_CHARS:
+    if len(text) > QUESTION_MAX_CHARS:
         return "question too long"
     if proposal.difficulty not in Difficulty.values:
         return "unknown difficulty"
-    if not 1 <= len(proposal.key_points) <= MAX_KEY_POINTS:
+    if not KEY_POINTS_MIN <= len(proposal.key_points) <= KEY_POINTS_MAX:
         return "key points missing"
     if proposal.question is None and question_fingerprint(text) in pool.served_fingerprints:
         return "already served to this candidate in this topic"
