@@ -286,7 +286,13 @@ def test_question_route_requires_login(client, session):
     assert not LedgerEntry.objects.filter(kind="hold").exists()
 
 
-def test_receipts_list_every_change_newest_first(logged_in, session, candidate):
+def test_receipts_list_every_change_newest_first(logged_in, session, candidate, make_user):
+    from ledger.services import tokens_grant
+
+    other = make_user(tokens=1)
+    tokens_grant(
+        account=other.token_account, amount=2, actor=None, source="system", reason="Not yours"
+    )
     logged_in.post(next_url(session), {"request_id": "req-00001"})
     logged_in.post(next_url(session), {"request_id": "req-00002"})
     html = logged_in.get(reverse("ledger:entries")).content.decode()
@@ -294,6 +300,7 @@ def test_receipts_list_every_change_newest_first(logged_in, session, candidate):
     assert rows == ["debit", "debit", "grant"]
     assert "see the question" in html
     assert "Welcome tokens" in html
+    assert "Not yours" not in html  # each candidate reads only their own entries
 
 
 def test_receipts_are_paginated(logged_in, candidate):

@@ -322,3 +322,14 @@ def test_account_get_or_open_opens_an_account_without_a_grant(db):
     account = services.account_get_or_open(user)
     assert (account.balance, account.version, account.email) == (0, 0, "nogrant@example.com")
     assert services.account_get_or_open(user) == account
+
+
+def test_the_no_transaction_guard_of_the_fake_generators_can_fail(db):
+    """The generator fakes assert no transaction is open; that assertion must be able to trip."""
+    from django.db import transaction
+
+    from conftest import assert_no_transaction_open
+
+    assert_no_transaction_open()  # the test case's own wrapping transaction does not count
+    with transaction.atomic(), pytest.raises(AssertionError, match="transaction is open"):
+        assert_no_transaction_open()
