@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # throwaway one unless the environment provides its own.
 TEST_SECRET_KEY := insecure-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: venv devvenv run serve test lint bench clean
+.PHONY: venv devvenv run migrate serve test lint bench clean
 
 # --- Environments -------------------------------------------------------------
 
@@ -48,20 +48,35 @@ run: venv
 	DEBUG="$${DEBUG:-true}" $(PY) manage.py migrate --noinput
 	DEBUG="$${DEBUG:-true}" $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
 
-# Production-like: gunicorn with WhiteNoise static files. Needs SECRET_KEY (and usually
-# DATABASE_URL, ALLOWED_HOSTS) in the environment or in .env.
-serve: venv
+# The release step, once per deploy and never part of a server's start (many servers can share
+# one database and start at once): apply migrations (which also load the question bank).
+migrate: venv
 	$(PY) manage.py migrate --noinput
+
+# Static files are collected (hashed, compressed) on each machine when static/ changed.
+STATIC_MANIFEST := staticfiles/staticfiles.json
+$(STATIC_MANIFEST): $(shell find static -type f 2>/dev/null) | venv
 	$(PY) manage.py collectstatic --noinput -v0
-	$(VENV)/bin/gunicorn config.wsgi --bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
-		--worker-class gthread --threads $${GUNICORN_THREADS:-8} --graceful-timeout 60 --access-logfile -
+
+# Production: gunicorn managing WEB_CONCURRENCY uvicorn (ASGI) workers. A candidate waiting on
+# the model costs a coroutine, not a thread, and no database connection (see README, "Serving").
+# Needs SECRET_KEY (and usually DATABASE_URL, ALLOWED_HOSTS) in the environment or in .env, and
+# a migrated database (`make migrate`).
+serve: venv $(STATIC_MANIFEST)
+	@$(PY) manage.py migrate --check >/dev/null || { \
+		echo "make serve: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
+		exit 1; }
+	$(VENV)/bin/gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker \
+		--bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
+		--graceful-timeout 60 --access-logfile -
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.
 test: devvenv
 	CHROMIUM_PATH="$$(.ci/ensure-chromium)"; \
 	export CHROMIUM_PATH; \
-	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE="$${DB_POOL_MAX_SIZE:-40}" \
+		.ci/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: devvenv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

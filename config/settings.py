@@ -17,6 +17,8 @@ env.read_env(BASE_DIR / ".env", overwrite=False)
 # Our variables set to the empty string (NAME= in a .env file) mean "unset": use the default.
 SETTINGS_FROM_ENV = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS CSRF_TRUSTED_ORIGINS DATABASE_URL CONN_MAX_AGE "
+    "DB_POOL_MAX_SIZE DB_POOL_MIN_SIZE DB_POOL_TIMEOUT DB_CONNECT_TIMEOUT DB_STATEMENT_TIMEOUT_MS "
+    "DB_DISABLE_SERVER_SIDE_CURSORS LLM_MAX_CONCURRENCY "
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS"
@@ -48,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "servestatic",
     "django_htmx",
     "accounts",
     "ledger",
@@ -56,7 +59,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # ServeStatic (WhiteNoise's async-capable successor): a sync-only middleware here would
+    # put every request of the ASGI server through a thread, the async question view included.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,8 +106,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _db = DATABASES["default"]
+    _db_options = _db.setdefault("OPTIONS", {})
+    # Give up on an unreachable server quickly (the request becomes a 503, not a hang), and stop
+    # any statement that runs away. 0 leaves the server's (or the role's) setting alone, as
+    # PgBouncer in transaction mode needs (it refuses startup options).
+    _db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    if _statement_timeout := env.int("DB_STATEMENT_TIMEOUT_MS", default=15_000):
+        _db_options.setdefault("options", f"-c statement_timeout={_statement_timeout}")
+    # Each app process borrows connections from a pool of at most DB_POOL_MAX_SIZE for the
+    # milliseconds a query or a ledger transaction takes, and waits at most DB_POOL_TIMEOUT
+    # seconds for one (then the request is a 503). Processes x DB_POOL_MAX_SIZE bounds the
+    # connections the app opens, whatever the load. 0 turns the pool off (CONN_MAX_AGE applies).
+    _pool_max = env.int("DB_POOL_MAX_SIZE", default=4)
+    if _pool_max > 0:
+        _db_options["pool"] = {
+            "min_size": min(env.int("DB_POOL_MIN_SIZE", default=1), _pool_max),
+            "max_size": _pool_max,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        }
+        _db["CONN_MAX_AGE"] = 0
+    else:
+        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    # Behind PgBouncer in transaction mode, server-side cursors (QuerySet.iterator()) cannot span
+    # transactions: set this to true there.
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DB_DISABLE_SERVER_SIDE_CURSORS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -132,7 +161,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "servestatic.storage.CompressedManifestStaticFilesStorage"
         )
     },
 }
@@ -185,3 +214,6 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=20.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
 # Regenerations after an invalid or duplicate question, at no cost to the candidate.
 LLM_MAX_REGENERATIONS = env.int("LLM_MAX_REGENERATIONS", default=2)
+# Model calls (questions and feedback) in flight at once in one app process. Past it a request
+# is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=100)
