@@ -31,3 +31,7 @@ class FeedbackUnavailable(InterviewError):
 
 class FeedbackLimitReached(InterviewError):
     """Feedback was asked for too many times on one question (each can be an LLM call)."""
+
+
+class AlreadyServed(InterviewError):
+    """A generated question repeats one this candidate was already served: propose again, free."""

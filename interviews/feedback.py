@@ -72,15 +72,15 @@ def rubric_feedback(*, question: Question, answer: str) -> Feedback:
     )
 
 
-def feedback_for(*, question: Question, answer: str) -> Feedback:
+async def afeedback_for(*, question: Question, answer: str) -> Feedback:
     """LLM feedback when QUESTION_SOURCE is openai; on failure the rubric for bank questions,
-    and "unavailable" (try again, free) for generated ones."""
+    and "unavailable" (try again, free) for generated ones. No database access."""
     if settings.QUESTION_SOURCE != "openai":
         return rubric_feedback(question=question, answer=answer)
     from interviews import llm
 
     try:
-        generated = llm.generate_feedback(
+        generated = await llm.agenerate_feedback(
             question=question.text,
             key_points=list(question.key_points),
             outline=question.outline,

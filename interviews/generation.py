@@ -2,6 +2,8 @@
 
 A source proposes a `Proposal`; the question flow (interviews.services) validates it and, if it
 is good, pays for it and stores it. A source that cannot propose raises GenerationFailed.
+`propose` is a coroutine: the LLM source waits on the model without holding a thread or a
+database connection; the bank source reads the database in a short synchronous step.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet, Value
 
 from interviews.exceptions import GenerationFailed
-from interviews.models import Question
+from interviews.models import Question, ServedQuestion
 
 if TYPE_CHECKING:
     from interviews.models import InterviewSession
@@ -40,34 +45,42 @@ REGENERATE_REASONS = frozenset({"malformed", "off_schema", "empty"})
 class QuestionSource(Protocol):
     name: str
 
-    def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal: ...
+    async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal: ...
 
 
 class BankSource:
     """Picks a question the candidate has not seen in this pass, at the session's difficulty
-    when one is left; when the whole pool is seen, the pool recycles."""
+    when one is left; when the whole pool is seen, the pool recycles.
+
+    The pick is one indexed query whatever the size of the pool or of the history: the first
+    unseen question at or after a random point of the pool's fixed random order (`draw`).
+    """
 
     name = "bank"
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.SystemRandom()
 
-    def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
-        active = list(
-            Question.objects.filter(topic=session.topic, is_active=True).only(
-                "pk", "difficulty", "text", "key_points", "outline", "source", "model"
-            )
+    async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
+        return await sync_to_async(self.pick)(session=session, pool=pool)
+
+    def pick(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
+        active = Question.objects.filter(topic_id=session.topic_id, is_active=True)
+        seen = ServedQuestion.objects.filter(
+            user_id=session.user_id,
+            topic_id=session.topic_id,
+            cycle=pool.cycle,
+            question=OuterRef("pk"),
         )
-        if not active:
-            raise GenerationFailed("empty_pool", f"The {session.topic} pool has no questions.")
-        unseen = [q for q in active if q.pk not in pool.seen_in_cycle]
-        pool_reset = not unseen
+        question = self._first_after_random_point(active.exclude(Exists(seen)), session.difficulty)
+        pool_reset = question is None
         if pool_reset:
-            # A new pass: anything but the question just served.
-            last = pool.recent_texts[0] if pool.recent_texts else None
-            unseen = [q for q in active if q.text != last] or active
-        preferred = [q for q in unseen if q.difficulty == session.difficulty] or unseen
-        question = self.rng.choice(preferred)
+            # A new pass: anything but the question just served (unless it is the only one).
+            question = self._first_after_random_point(
+                active.exclude(pk=pool.last_question_id), session.difficulty
+            ) or self._first_after_random_point(active, session.difficulty)
+        if question is None:
+            raise GenerationFailed("empty_pool", f"The {session.topic} pool has no questions.")
         return Proposal(
             text=question.text,
             key_points=list(question.key_points),
@@ -79,17 +92,38 @@ class BankSource:
             pool_reset=pool_reset,
         )
 
+    def _first_after_random_point(
+        self, candidates: QuerySet[Question], difficulty: str
+    ) -> Question | None:
+        """One query: the session's difficulty first, then any; after the point, then before."""
+        point = self.rng.random()
+        fields = ("pk", "difficulty", "text", "key_points", "outline", "source", "model", "draw")
+        branches = [
+            candidates.filter(difficulty=difficulty, draw__gte=point),
+            candidates.filter(difficulty=difficulty, draw__lt=point),
+            candidates.filter(draw__gte=point),
+            candidates.filter(draw__lt=point),
+        ]
+        ranked = [
+            branch.only(*fields).annotate(rank=Value(rank)).order_by("draw")[:1]
+            for rank, branch in enumerate(branches)
+        ]
+        if connection.features.supports_slicing_ordering_in_compound:
+            return next(iter(ranked[0].union(*ranked[1:], all=True).order_by("rank")[:1]), None)
+        # SQLite cannot limit the parts of a UNION: the same branches, one query each.
+        return next((question for branch in ranked for question in branch), None)
+
 
 class LLMSource:
     """Asks the configured OpenAI-compatible model for a new question."""
 
     name = "openai"
 
-    def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
+    async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
         from interviews import llm
 
         try:
-            generated = llm.generate_question(
+            generated = await llm.agenerate_question(
                 topic=session.topic.name,
                 difficulty=session.difficulty,
                 avoid=list(pool.recent_texts),

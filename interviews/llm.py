@@ -11,24 +11,35 @@ reservation held during generation (HOLD_TTL_SECONDS) always outlives the reques
 client's own retries are switched off. Regenerating after an invalid or duplicate question is the
 caller's job (LLM_MAX_REGENERATIONS), and `worst_case_seconds()` accounts for it.
 
+The calls are asynchronous (`agenerate_question`, `agenerate_feedback`): a request waiting on
+the model holds no thread and no database connection, only a coroutine. Each attempt has a
+wall-clock deadline (`asyncio.timeout`), and at most LLM_MAX_CONCURRENCY calls are in flight per
+process; past that a call fails at once with reason "overloaded" (the caller answers 503, not
+charged). `generate_question` and `generate_feedback` are the same calls for synchronous code.
+
 No database access happens here: callers must not hold a transaction open while calling in.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
+import contextlib
 import email.utils
 import functools
 import json
 import logging
 import math
 import re
+import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import openai
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
@@ -53,6 +64,7 @@ REASONS: Final[frozenset[str]] = frozenset(
         "off_schema",
         "auth",
         "bad_request",
+        "overloaded",
     }
 )
 
@@ -78,7 +90,8 @@ class LLMError(Exception):
     """Generation failed; nothing was produced. `reason` is a short machine-readable word.
 
     One of `REASONS`: "timeout", "connection", "server_error", "rate_limited", "malformed",
-    "refusal", "empty", "off_schema", "auth", "bad_request". `detail` is a short human-readable
+    "refusal", "empty", "off_schema", "auth", "bad_request", "overloaded" (this process already
+    has LLM_MAX_CONCURRENCY calls in flight; nothing was sent). `detail` is a short human-readable
     explanation that never contains credentials, prompts or the candidate's answer.
     `attempts` is the number of HTTP requests made before giving up (0 if none was sent).
     """
@@ -146,19 +159,21 @@ def worst_case_seconds() -> float:
     return (1 + regenerations) * per_call
 
 
-@functools.lru_cache(maxsize=8)
-def _build_client(api_key: str, base_url: str | None, timeout: float) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key=api_key,
-        base_url=base_url,
-        timeout=timeout,
-        # Retries happen in this module, inside the time budget; never inside the client.
-        max_retries=0,
-    )
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA store costs tens of milliseconds."""
+    return ssl.create_default_context()
 
 
-def get_client() -> openai.OpenAI:
-    """The process's client for the current settings.
+# An async client belongs to the event loop it first ran in (its connection pool does), so the
+# clients are kept per loop: one for the life of an ASGI worker, one per call for sync callers.
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str | None, float], openai.AsyncOpenAI]
+] = weakref.WeakKeyDictionary()
+
+
+def get_client() -> openai.AsyncOpenAI:
+    """The running event loop's client for the current settings.
 
     Cached per (api key, base URL, timeout), so changing the settings (as tests do) gives a new
     client and leaves the old one alone. A local server behind OPENAI_BASE_URL needs no key.
@@ -168,7 +183,51 @@ def get_client() -> openai.OpenAI:
     api_key: str = settings.OPENAI_API_KEY or (_LOCAL_API_KEY if base_url else "")
     if not api_key:
         raise LLMError("auth", "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set")
-    return _build_client(api_key, base_url, _timeout_seconds())
+    key = (api_key, base_url, _timeout_seconds())
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    if key not in clients:
+        clients[key] = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=key[2],
+            # Retries happen in this module, inside the time budget; never inside the client.
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_ssl_context()),
+        )
+    return clients[key]
+
+
+async def _close_clients() -> None:
+    """Close the running loop's clients (a sync caller's loop ends with its call)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.close()
+
+
+# --- At most LLM_MAX_CONCURRENCY calls in flight per process -------------------------------------
+
+_inflight = 0
+_inflight_lock = threading.Lock()  # threads, not a loop: sync callers each run their own loop
+
+
+@contextlib.contextmanager
+def _generation_slot() -> Iterator[None]:
+    """Hold one of the process's LLM_MAX_CONCURRENCY slots, or fail at once ("overloaded")."""
+    global _inflight
+    limit = int(settings.LLM_MAX_CONCURRENCY)
+    with _inflight_lock:
+        if _inflight >= limit:
+            raise LLMError("overloaded", f"{limit} model calls already in flight")
+        _inflight += 1
+    try:
+        yield
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
+
+
+def inflight() -> int:
+    """Model calls in flight in this process now."""
+    return _inflight
 
 
 # --- JSON schemas and prompts --------------------------------------------------------------------
@@ -400,35 +459,17 @@ def _classify(exc: Exception) -> tuple[LLMError, bool, float | None]:
     return LLMError("server_error", type(exc).__name__), False, None
 
 
-class _DeadlinePassed(Exception):
-    """An attempt had no complete answer by its wall-clock deadline."""
-
-
-# httpx's timeouts bound each connect and each read, not a whole response: a server that sends
-# a byte at a time would never trip them. So each attempt runs in a worker thread and is
-# abandoned at its deadline (the thread ends at the server's next stall or close).
-_ATTEMPT_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llm")
-_DEADLINE_SLACK_SECONDS: Final[float] = 0.25
-
-
-def _attempt(client: openai.OpenAI, *, timeout: float, **request: Any) -> ChatCompletion:
-    future = _ATTEMPT_POOL.submit(client.chat.completions.create, timeout=timeout, **request)
-    try:
-        return future.result(timeout=timeout + _DEADLINE_SLACK_SECONDS)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise _DeadlinePassed from None
-
-
-def _request(
+async def _request(
     *,
     messages: list[ChatCompletionMessageParam],
     response_format: ResponseFormatJSONSchema,
 ) -> tuple[ChatCompletion, int]:
     """Send the request, retrying transport failures within the budget: (completion, attempts).
 
-    Each attempt may take LLM_TIMEOUT_SECONDS (less if the budget is running out); at most
-    LLM_MAX_RETRIES retries follow, each after a pause of at most MAX_BACKOFF_SECONDS.
+    Each attempt may take LLM_TIMEOUT_SECONDS (less if the budget is running out), measured on
+    the wall clock: httpx's timeouts bound each read, so a server sending a byte at a time would
+    never trip them, while `asyncio.timeout` cancels the attempt whatever the server does. At
+    most LLM_MAX_RETRIES retries follow, each after a pause of at most MAX_BACKOFF_SECONDS.
     """
     timeout = _timeout_seconds()
     max_retries = _max_retries()
@@ -440,17 +481,17 @@ def _request(
         attempt_timeout = max(min(timeout, deadline - time.monotonic()), 0.001)
         attempts += 1
         try:
-            completion = _attempt(
-                client,
-                timeout=attempt_timeout,
-                model=settings.OPENAI_MODEL,
-                messages=messages,
-                response_format=response_format,
-            )
+            async with asyncio.timeout(attempt_timeout):
+                completion = await client.chat.completions.create(
+                    model=settings.OPENAI_MODEL,
+                    messages=messages,
+                    response_format=response_format,
+                    timeout=attempt_timeout,
+                )
         except (openai.OpenAIError, ValueError) as exc:
             cause: Exception = exc
             failure, retryable, requested_wait = _classify(exc)
-        except _DeadlinePassed as exc:
+        except TimeoutError as exc:
             cause = exc
             failure = LLMError("timeout", f"no complete answer within {attempt_timeout:g}s")
             retryable, requested_wait = True, None
@@ -475,7 +516,7 @@ def _request(
             failure.detail += " (time budget exhausted)"
             raise failure from cause
         logger.debug("%s, retrying in %.2fs (attempt %d)", failure.reason, pause, attempts)
-        time.sleep(pause)
+        await asyncio.sleep(pause)
 
 
 def _with_attempts(error: LLMError, attempts: int) -> LLMError:
@@ -592,7 +633,7 @@ def _parse_feedback(data: dict[str, Any], *, model: str) -> GeneratedFeedback:
 # --- The public calls ----------------------------------------------------------------------------
 
 
-def _generate[T](
+async def _generate[T](
     *,
     purpose: str,
     messages: list[ChatCompletionMessageParam],
@@ -602,7 +643,10 @@ def _generate[T](
     attempts = 0
     started = time.monotonic()
     try:
-        completion, attempts = _request(messages=messages, response_format=response_format)
+        with _generation_slot():
+            completion, attempts = await _request(
+                messages=messages, response_format=response_format
+            )
         model = getattr(completion, "model", None)
         if not isinstance(model, str) or not model:
             model = settings.OPENAI_MODEL
@@ -619,7 +663,7 @@ def _generate[T](
         raise
 
 
-def generate_question(*, topic: str, difficulty: str, avoid: list[str]) -> GeneratedQuestion:
+async def agenerate_question(*, topic: str, difficulty: str, avoid: list[str]) -> GeneratedQuestion:
     """One new interview question on `topic` (display name) at `difficulty`.
 
     `avoid`: texts of the questions this candidate was recently served in this topic, most
@@ -627,7 +671,7 @@ def generate_question(*, topic: str, difficulty: str, avoid: list[str]) -> Gener
     MAX_AVOID_CHARS. Whether the result is on topic or a duplicate is for the caller to judge.
     Raises LLMError.
     """
-    return _generate(
+    return await _generate(
         purpose="question",
         messages=_question_messages(topic=topic, difficulty=difficulty, avoid=avoid),
         response_format=_response_format("interview_question", QUESTION_SCHEMA),
@@ -635,14 +679,14 @@ def generate_question(*, topic: str, difficulty: str, avoid: list[str]) -> Gener
     )
 
 
-def generate_feedback(
+async def agenerate_feedback(
     *, question: str, key_points: list[str], outline: str, answer: str
 ) -> GeneratedFeedback:
     """Feedback on a candidate's `answer` to `question`. The answer is untrusted: it is sent
     inside <candidate_answer> delimiters, with any delimiter tag in it neutralised.
     Raises LLMError.
     """
-    return _generate(
+    return await _generate(
         purpose="feedback",
         messages=_feedback_messages(
             question=question, key_points=key_points, outline=outline, answer=answer
@@ -650,3 +694,19 @@ def generate_feedback(
         response_format=_response_format("answer_feedback", FEEDBACK_SCHEMA),
         parse=lambda data, model: _parse_feedback(data, model=model),
     )
+
+
+def _blocking[**P, T](call: Callable[P, Awaitable[T]]) -> Callable[P, T]:
+    """The same call for synchronous code: it runs in an event loop of its own."""
+
+    async def in_own_loop(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            await _close_clients()
+
+    return functools.wraps(call)(async_to_sync(in_own_loop))
+
+
+generate_question = _blocking(agenerate_question)
+generate_feedback = _blocking(agenerate_feedback)

@@ -1,4 +1,5 @@
 import hashlib
+import random
 import re
 import uuid
 
@@ -18,6 +19,11 @@ class Difficulty(models.TextChoices):
 QUESTION_MAX_CHARS = 1000
 KEY_POINTS_MIN = 1
 KEY_POINTS_MAX = 8
+
+
+def random_draw() -> float:
+    """A question's place in its pool's random order (see Question.draw)."""
+    return random.random()
 
 
 def question_fingerprint(text: str) -> str:
@@ -58,6 +64,9 @@ class Question(models.Model):
     # Stable key of a built-in question ("reactjs-001"): reloading the bank never duplicates it.
     bank_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
     fingerprint = models.CharField(max_length=64, editable=False)
+    # A fixed random position in the pool: the next unseen question is the first one at or after
+    # a random point, found through an index however large the pool or the history grows.
+    draw = models.FloatField(default=random_draw, editable=False)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -68,7 +77,19 @@ class Question(models.Model):
                 fields=["topic", "fingerprint"], name="interviews_question_unique_text_per_topic"
             ),
         ]
-        indexes = [models.Index(fields=["topic", "is_active"], name="interviews_question_pool")]
+        indexes = [
+            models.Index(fields=["topic", "is_active"], name="interviews_question_pool"),
+            models.Index(
+                fields=["topic", "difficulty", "draw"],
+                condition=models.Q(is_active=True),
+                name="interviews_question_draw_lvl",
+            ),
+            models.Index(
+                fields=["topic", "draw"],
+                condition=models.Q(is_active=True),
+                name="interviews_question_draw",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.text[:80]
@@ -135,7 +156,13 @@ class ServedQuestion(models.Model):
                 fields=["session", "position"], name="interviews_served_position_unique"
             ),
         ]
-        indexes = [models.Index(fields=["user", "topic", "cycle"], name="interviews_served_pool")]
+        indexes = [
+            models.Index(fields=["user", "topic", "cycle"], name="interviews_served_pool"),
+            # The newest questions served in a topic (the pass, the LLM prompt's list).
+            models.Index(fields=["user", "topic", "-id"], name="interviews_served_newest"),
+            # Was this wording ever served to this candidate? (question first: one index probe)
+            models.Index(fields=["question", "user"], name="interviews_served_by_question"),
+        ]
 
     def __str__(self) -> str:
         return f"Q{self.position} of {self.session}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Avg, Count, Max, Q, QuerySet
+from django.db.models import Avg, Count, F, Func, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from interviews.models import Answer, InterviewSession, Question, ServedQuestion, Topic
 
@@ -17,39 +18,74 @@ RECENT_LIMIT = 30
 
 @dataclass(frozen=True)
 class PoolState:
-    """Where a candidate stands in a topic's pool of questions."""
+    """Where a candidate stands in a topic's pool, read from the newest questions served only:
+    one indexed query whatever the size of the pool or of the history."""
 
     cycle: int  # the current pass through the pool (1, 2, ...)
-    seen_in_cycle: frozenset[int]  # question ids served in this pass
-    served_fingerprints: frozenset[str]  # every wording ever served in this topic
-    recent_texts: tuple[str, ...]  # newest first, for the LLM prompt
-    size: int  # active questions in the pool
+    recent: tuple[tuple[int, str], ...]  # (question id, text) newest first, for the LLM prompt
 
     @property
-    def seen(self) -> int:
-        return len(self.seen_in_cycle)
+    def recent_texts(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self.recent)
+
+    @property
+    def last_question_id(self) -> int | None:
+        return self.recent[0][0] if self.recent else None
 
 
-def current_cycle(*, user: User, topic: Topic) -> int:
-    latest = ServedQuestion.objects.filter(user=user, topic=topic).aggregate(cycle=Max("cycle"))
-    return latest["cycle"] or 1
+def served_in_topic(*, user: User, topic: Topic) -> QuerySet[ServedQuestion]:
+    return ServedQuestion.objects.filter(user=user, topic=topic)
 
 
 def pool_state(*, user: User, topic: Topic) -> PoolState:
-    served = ServedQuestion.objects.filter(user=user, topic=topic)
-    history = list(
-        served.order_by("-served_at", "-pk").values_list(
-            "question_id", "cycle", "question__fingerprint", "question__text"
-        )
+    # Newest first by id: ids grow in the order captures commit (one account lock at a time), and
+    # passes only grow, so the newest question served belongs to the current pass.
+    rows = list(
+        served_in_topic(user=user, topic=topic)
+        .order_by("-pk")
+        .values_list("question_id", "cycle", "question__text")[:RECENT_LIMIT]
     )
-    cycle = max((c for _, c, _, _ in history), default=1)
     return PoolState(
-        cycle=cycle,
-        seen_in_cycle=frozenset(qid for qid, c, _, _ in history if c == cycle),
-        served_fingerprints=frozenset(fp for _, _, fp, _ in history),
-        recent_texts=tuple(text for _, _, _, text in history[:RECENT_LIMIT]),
-        size=Question.objects.filter(topic=topic, is_active=True).count(),
+        cycle=rows[0][1] if rows else 1,
+        recent=tuple((question_id, text) for question_id, _, text in rows),
     )
+
+
+def current_cycle(*, user: User, topic: Topic) -> int:
+    latest = served_in_topic(user=user, topic=topic).order_by("-pk").values_list("cycle")[:1]
+    return next(iter(latest), (1,))[0]
+
+
+@dataclass(frozen=True)
+class PoolProgress:
+    """ "N of M seen" in the current pass."""
+
+    cycle: int
+    seen: int
+    size: int
+
+
+def pool_progress(*, user: User, topic: Topic) -> PoolProgress:
+    """The candidate's progress through a topic's pool, in one query of three index lookups."""
+    served = ServedQuestion.objects.filter(user=user, topic=OuterRef("pk"))
+    row = (
+        Topic.objects.filter(pk=topic.pk)
+        .annotate(cycle=Coalesce(Subquery(served.order_by("-pk").values("cycle")[:1]), 1))
+        .annotate(
+            seen=_count(served.filter(cycle=OuterRef("cycle"))),
+            size=_count(Question.objects.filter(topic=OuterRef("pk"), is_active=True)),
+        )
+        .values_list("cycle", "seen", "size")
+        .get()
+    )
+    return PoolProgress(*row)
+
+
+def _count(queryset: QuerySet) -> Coalesce:
+    """COUNT(*) of a correlated subquery, as an expression."""
+    # A Func, not the Count aggregate: no GROUP BY, one row.
+    counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
+    return Coalesce(Subquery(counted), 0)
 
 
 @dataclass(frozen=True)
@@ -95,7 +131,10 @@ def sessions_for(*, user: User) -> QuerySet[InterviewSession]:
 
 def session_for(*, user: User, session_id) -> InterviewSession:
     """The candidate's own session; another user's is DoesNotExist (a 404, never a 403)."""
-    return InterviewSession.objects.select_related("topic").get(pk=session_id, user=user)
+    # With the candidate and their token account: the question flow needs both.
+    return InterviewSession.objects.select_related("topic", "user__token_account").get(
+        pk=session_id, user=user
+    )
 
 
 def served_questions(*, session: InterviewSession) -> QuerySet[ServedQuestion]:

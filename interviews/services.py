@@ -3,32 +3,41 @@
 question_next is the token promise in code:
 
     hold_reserve            1 token reserved (or InsufficientTokens / replay / 409 / 422)
-    propose + validate      the bank or the LLM, NO transaction open; invalid or duplicate
-                            proposals are proposed again, free, a bounded number of times
+    propose + validate      the bank or the LLM, NO transaction open and no database connection
+                            held; invalid or duplicate proposals are proposed again, free, a
+                            bounded number of times
     hold_capture            debit + served question stored in one transaction
     on any failure          hold_release: not charged
+
+`aquestion_next` is the flow itself, a coroutine: each database step is a short synchronous
+call (`_db_step`) that hands its connection back to the pool when it ends, and the wait for the
+model in between is asynchronous. `question_next` is the same for synchronous callers.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from interviews.exceptions import (
+    AlreadyServed,
     FeedbackLimitReached,
     FeedbackUnavailable,
     GenerationFailed,
     PoolChanged,
     SessionEnded,
 )
-from interviews.feedback import feedback_for
+from interviews.feedback import Feedback, afeedback_for
 from interviews.generation import Proposal, QuestionSource, question_source
 from interviews.models import (
     KEY_POINTS_MAX,
@@ -57,6 +66,22 @@ MAX_POOL_COLLISIONS = 5
 MAX_FEEDBACK_REQUESTS = 10
 
 
+def _db_step[**P, T](step: Callable[P, T]) -> Callable[P, T]:
+    """A database step of a flow that waits on the model in between: it runs synchronously (in
+    the request's thread) and gives its connection back to the pool when it ends, so that no
+    connection is held while the model runs. Inside a transaction (a test's) it keeps it."""
+
+    @functools.wraps(step)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return step(*args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return run
+
+
 @transaction.atomic(durable=True)
 def session_start(
     *, user: User, topic: Topic, difficulty: str = Difficulty.MEDIUM
@@ -78,10 +103,11 @@ class NextQuestion:
     replay: bool  # the same request id again: the question it already bought, not charged again
 
 
-def question_next(
-    *, session: InterviewSession, request_id: str, source: QuestionSource | None = None
-) -> NextQuestion:
-    """Buy the next question of a session for 1 token, or raise and charge nothing."""
+@_db_step
+def _question_start(
+    *, session: InterviewSession, request_id: str
+) -> NextQuestion | tuple[Hold, PoolState]:
+    """Reserve the token: a replay's question, or the hold and the pool to propose from."""
     if session.is_ended:
         # A request that finished before the session ended still replays its question.
         bought = ServedQuestion.objects.filter(session=session, hold__request_id=request_id)
@@ -97,15 +123,24 @@ def question_next(
     )
     if reservation.replay:
         return NextQuestion(served=ServedQuestion.objects.get(hold=reservation.hold), replay=True)
-    hold = reservation.hold
+    return reservation.hold, pool_state(user=user, topic=session.topic)
+
+
+async def aquestion_next(
+    *, session: InterviewSession, request_id: str, source: QuestionSource | None = None
+) -> NextQuestion:
+    """Buy the next question of a session for 1 token, or raise and charge nothing."""
+    started = await sync_to_async(_question_start)(session=session, request_id=request_id)
+    if isinstance(started, NextQuestion):
+        return started
+    hold, pool = started
     try:
-        served = _propose_and_capture(
-            session=session, hold=hold, source=source or question_source()
+        served = await _propose_and_capture(
+            session=session, hold=hold, pool=pool, source=source or question_source()
         )
     except BaseException as exc:
         note = _failure_note(exc)
-        with suppress(HoldNotPending):  # expired meanwhile: already freed
-            hold_release(hold=hold, note=note, actor=user)
+        await sync_to_async(_release)(hold=hold, note=note, actor=session.user)
         # The one log line of a failed question: what failed and that it cost nothing.
         logger.warning("question_next: not charged, hold %s released: %s", hold.pk, note)
         if isinstance(exc, HoldNotPending):  # expired (or swept) while generating: free
@@ -114,23 +149,31 @@ def question_next(
     return NextQuestion(served=served, replay=False)
 
 
+question_next = async_to_sync(aquestion_next)
+
+
+@_db_step
+def _release(*, hold: Hold, note: str, actor: User) -> None:
+    with suppress(HoldNotPending):  # expired meanwhile: already freed
+        hold_release(hold=hold, note=note, actor=actor)
+
+
 def _failure_note(exc: BaseException) -> str:
     if isinstance(exc, GenerationFailed):
         return f"generation failed ({exc})"
     return f"error ({exc.__class__.__name__}: {exc})"
 
 
-def _propose_and_capture(
-    *, session: InterviewSession, hold: Hold, source: QuestionSource
+async def _propose_and_capture(
+    *, session: InterviewSession, hold: Hold, pool: PoolState, source: QuestionSource
 ) -> ServedQuestion:
     regenerations = max(0, settings.LLM_MAX_REGENERATIONS)
     # Another request of the same candidate took the proposed question first: propose again.
     # Not the candidate's fault nor the model's, so it does not use up a regeneration.
     collisions = MAX_POOL_COLLISIONS
     while True:
-        pool = pool_state(user=session.user, topic=session.topic)
         try:
-            proposal = source.propose(session=session, pool=pool)  # no transaction open
+            proposal = await source.propose(session=session, pool=pool)  # no transaction open
             problem = _problem_with(proposal, pool)
         except GenerationFailed as exc:
             if not exc.regenerate:
@@ -138,11 +181,18 @@ def _propose_and_capture(
             problem = str(exc)
         if not problem:
             try:
-                return _capture(session=session, hold=hold, proposal=proposal, pool=pool)
+                return await sync_to_async(_capture)(
+                    session=session, hold=hold, proposal=proposal, pool=pool
+                )
+            except AlreadyServed as exc:
+                problem = str(exc)
             except PoolChanged as exc:
                 if collisions == 0:
                     raise GenerationFailed("busy", str(exc)) from exc
                 collisions -= 1
+                pool = await sync_to_async(_db_step(pool_state))(
+                    user=session.user, topic=session.topic
+                )
                 continue
         if regenerations == 0:
             raise GenerationFailed("invalid", f"no valid question: {problem}")
@@ -150,29 +200,37 @@ def _propose_and_capture(
         logger.info("question_next: proposal rejected (%s); proposing again, free", problem)
 
 
+@_db_step
 def _capture(
     *, session: InterviewSession, hold: Hold, proposal: Proposal, pool: PoolState
 ) -> ServedQuestion:
     reset = ""
     if proposal.pool_reset:
+        size = Question.objects.filter(topic=session.topic, is_active=True).count()
         reset = (
-            f"{session.topic.name}: all {pool.size} questions seen; the pool recycles "
+            f"{session.topic.name}: all {size} questions seen; the pool recycles "
             f"(pass {pool.cycle + 1})."
         )
-    capture = hold_capture(
-        hold=hold,
-        reason=f"Question {session.topic.name} ({session.get_difficulty_display()})",
-        record=lambda hold, debit: _store(
-            session=session, proposal=proposal, pool=pool, hold=hold, debit=debit
-        ),
-        pool_reset=reset,
-        actor=session.user,
-    )
+    try:
+        capture = hold_capture(
+            hold=hold,
+            reason=f"Question {session.topic.name} ({session.get_difficulty_display()})",
+            record=lambda hold, debit: _store(
+                session=session, proposal=proposal, pool=pool, hold=hold, debit=debit
+            ),
+            pool_reset=reset,
+            actor=session.user,
+        )
+    except IntegrityError as exc:
+        # A concurrent request served this question, took this position or added this wording
+        # first: the whole capture was rolled back and the hold is still pending.
+        raise PoolChanged("another request changed the pool meanwhile") from exc
     return capture.record
 
 
 def _problem_with(proposal: Proposal, pool: PoolState) -> str:
-    """Why a proposal cannot be served ("" when it can)."""
+    """Why a proposal cannot be served ("" when it can). Checks that need the database (a repeat
+    of an earlier question) happen when it is stored."""
     text = proposal.text.strip()
     if not text:
         return "empty question"
@@ -182,11 +240,6 @@ def _problem_with(proposal: Proposal, pool: PoolState) -> str:
         return "unknown difficulty"
     if not KEY_POINTS_MIN <= len(proposal.key_points) <= KEY_POINTS_MAX:
         return "key points missing"
-    if proposal.question is None and question_fingerprint(text) in pool.served_fingerprints:
-        return "already served to this candidate in this topic"
-    served_in_pass = proposal.question is not None and proposal.question.pk in pool.seen_in_cycle
-    if served_in_pass and not proposal.pool_reset:
-        return "already served in this pass through the pool"
     return ""
 
 
@@ -198,56 +251,77 @@ def _store(
     hold: Hold,
     debit: LedgerEntry,
 ) -> ServedQuestion:
-    """Inside the capture transaction, under the account lock: store what was bought."""
+    """Inside the capture transaction, under the account lock: store what was bought.
+
+    The database's unique constraints (a question once per pass, a position once per session, a
+    wording once per topic) catch a concurrent request that got there first; raising rolls the
+    whole capture back, and the flow proposes again.
+    """
     user, topic = session.user, session.topic
     if current_cycle(user=user, topic=topic) != pool.cycle:
         raise PoolChanged("the pool recycled meanwhile")
     question = proposal.question
     if question is None:
         # A generated question joins the topic's pool (the same wording is the same question).
-        question, _ = Question.objects.get_or_create(
-            topic=topic,
-            fingerprint=question_fingerprint(proposal.text),
-            defaults={
-                "text": proposal.text.strip(),
-                "key_points": proposal.key_points,
-                "outline": proposal.outline,
-                "difficulty": proposal.difficulty,
-                "source": proposal.source,
-                "model": proposal.model,
-            },
-        )
-    cycle = pool.cycle + 1 if proposal.pool_reset else pool.cycle
-    if ServedQuestion.objects.filter(
-        user=user, topic=topic, cycle=cycle, question=question
-    ).exists():
-        raise PoolChanged("another request served this question meanwhile")
+        fingerprint = question_fingerprint(proposal.text)
+        question = Question.objects.filter(topic=topic, fingerprint=fingerprint).first()
+        if question is None:
+            question = Question.objects.create(
+                topic=topic,
+                text=proposal.text.strip(),
+                key_points=proposal.key_points,
+                outline=proposal.outline,
+                difficulty=proposal.difficulty,
+                source=proposal.source,
+                model=proposal.model,
+            )
+        elif ServedQuestion.objects.filter(question=question, user=user).exists():
+            raise AlreadyServed("already served to this candidate in this topic")
     return ServedQuestion.objects.create(
         session=session,
         user=user,
         topic=topic,
         question=question,
         position=session.served.count() + 1,
-        cycle=cycle,
+        cycle=pool.cycle + 1 if proposal.pool_reset else pool.cycle,
         hold=hold,
         debit=debit,
     )
 
 
-def answer_submit(*, served: ServedQuestion, text: str) -> Answer:
+@_db_step
+def _earlier_answer(*, served: ServedQuestion) -> Answer | None:
+    earlier = Answer.objects.filter(served=served).first()
+    if earlier is not None and earlier.feedback_requests >= MAX_FEEDBACK_REQUESTS:
+        raise FeedbackLimitReached(
+            f"You have had feedback on this question {MAX_FEEDBACK_REQUESTS} times, the most "
+            "there is. Take the next question to keep practising."
+        )
+    return earlier
+
+
+async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
     """Store the answer with its feedback. Free: the question was paid for.
 
     When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
     FeedbackUnavailable is raised and the earlier answer stays.
     """
-    earlier = Answer.objects.filter(served=served).first()
+    earlier = await sync_to_async(_earlier_answer)(served=served)
+    # May call the LLM: no transaction open, no connection held.
+    feedback = await afeedback_for(question=served.question, answer=text)
+    return await sync_to_async(_answer_store)(
+        served=served, earlier=earlier, text=text, feedback=feedback
+    )
+
+
+answer_submit = async_to_sync(aanswer_submit)
+
+
+@_db_step
+def _answer_store(
+    *, served: ServedQuestion, earlier: Answer | None, text: str, feedback: Feedback
+) -> Answer:
     asked = (earlier.feedback_requests if earlier else 0) + 1
-    if asked > MAX_FEEDBACK_REQUESTS:
-        raise FeedbackLimitReached(
-            f"You have had feedback on this question {MAX_FEEDBACK_REQUESTS} times, the most "
-            "there is. Take the next question to keep practising."
-        )
-    feedback = feedback_for(question=served.question, answer=text)  # may call the LLM: no tx
     if feedback.source == Answer.FeedbackSource.UNAVAILABLE and earlier and earlier.has_feedback:
         with transaction.atomic(durable=True):
             Answer.objects.filter(pk=earlier.pk).update(

@@ -1,5 +1,6 @@
 import uuid
 
+from asgiref.sync import sync_to_async
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -38,6 +39,15 @@ def _own_session(request: HtmxHttpRequest, session_id: uuid.UUID) -> InterviewSe
         raise Http404("No such session.") from None
 
 
+def _own_question(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> ServedQuestion:
+    try:
+        return selectors.served_question_for(
+            user=request.user, session_id=session_id, position=position
+        )
+    except ServedQuestion.DoesNotExist:
+        raise Http404("No such question.") from None
+
+
 def _answer_form(served: ServedQuestion) -> AnswerForm:
     initial = {"text": served.answer.text} if hasattr(served, "answer") else None
     return AnswerForm(initial=initial, auto_id=f"answer-{served.position}-%s")
@@ -55,7 +65,7 @@ def _session_page(
     served = list(selectors.served_questions(session=session))
     for item in served:
         item.answer_form = invalid if item.position == invalid_position else _answer_form(item)
-    pool = selectors.pool_state(user=request.user, topic=session.topic)
+    pool = selectors.pool_progress(user=request.user, topic=session.topic)
     context = {
         "session": session,
         "served": served,
@@ -117,40 +127,59 @@ def _question_refused(
     return reswap(retarget(response, "#question-alert"), "innerHTML")
 
 
+# The two views that wait on the model are coroutines: while the model works they hold no
+# thread and no database connection (the services hand it back). Their database work and
+# template rendering run as short synchronous steps (sync_to_async).
+
+
 @require_POST
-def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = _own_session(request, session_id)
+async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = await sync_to_async(_own_session)(request, session_id)
     if request.htmx:
         mark_balance_changed(request)  # every answer carries the stored balance
     form = NextQuestionForm(request.POST)
     if not form.is_valid():
         message = " ".join(form.errors["request_id"])
-        return _question_refused(request, session, status=400, message=message)
+        return await sync_to_async(_question_refused)(request, session, status=400, message=message)
     try:
-        result = services.question_next(session=session, request_id=form.cleaned_data["request_id"])
-    except InsufficientTokens as exc:
-        message = (
-            f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
-            "Ask the Mockroom team for more tokens."
+        result = await services.aquestion_next(
+            session=session, request_id=form.cleaned_data["request_id"]
         )
-        return _question_refused(request, session, status=402, message=message)
+    except InsufficientTokens as exc:
+        status, message = (
+            402,
+            (
+                f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
+                "Ask the Mockroom team for more tokens."
+            ),
+        )
     except RequestInProgress:
+        status = 409
         message = "This question is still being generated. Wait a moment; you will be charged once."
-        return _question_refused(request, session, status=409, message=message)
     except RequestConflict:
+        status = 422
         message = "This request id was already used for another request. Reload the page."
-        return _question_refused(request, session, status=422, message=message)
     except SessionEnded as exc:
-        return _question_refused(request, session, status=409, message=str(exc))
+        status, message = 409, str(exc)
     except (GenerationFailed, RequestAlreadyFailed):
+        status = 503
         message = f"We could not generate a question just now. {NOT_CHARGED} Please try again."
-        return _question_refused(request, session, status=503, message=message)
+    else:
+        if not request.htmx:
+            return see_other(result.served.get_absolute_url())
+        return await sync_to_async(_question_delivered)(request, session, result)
+    return await sync_to_async(_question_refused)(request, session, status=status, message=message)
+
+
+def _question_delivered(
+    request: HtmxHttpRequest, session: InterviewSession, result: services.NextQuestion
+) -> HttpResponse:
     served = result.served
-    if not request.htmx:
-        return see_other(served.get_absolute_url())
-    served = selectors.served_question_for(
-        user=request.user, session_id=session.pk, position=served.position
-    )
+    if result.replay:
+        served = _own_question(request, session.pk, served.position)
+    else:
+        # Just stored with its question and debit; it has no answer yet (no query needed).
+        ServedQuestion.answer.related.set_cached_value(served, None)
     served.answer_form = _answer_form(served)
     context = {
         "session": session,
@@ -158,25 +187,22 @@ def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpRespon
         "served": [served],
         "focus": True,
         "oob": True,
-        "pool": selectors.pool_state(user=request.user, topic=session.topic),
+        "pool": selectors.pool_progress(user=request.user, topic=session.topic),
     }
     # A replay answers like the first time; the page replaces the card if it already shows it.
     return render(request, "interviews/session.html#question-added", context)
 
 
 @require_POST
-def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> HttpResponse:
-    try:
-        served = selectors.served_question_for(
-            user=request.user, session_id=session_id, position=position
-        )
-    except ServedQuestion.DoesNotExist:
-        raise Http404("No such question.") from None
+async def answer_submit(
+    request: HtmxHttpRequest, session_id: uuid.UUID, position: int
+) -> HttpResponse:
+    served = await sync_to_async(_own_question)(request, session_id, position)
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
     status = 422
     if form.is_valid():
         try:
-            services.answer_submit(served=served, text=form.cleaned_data["text"])
+            await services.aanswer_submit(served=served, text=form.cleaned_data["text"])
         except FeedbackUnavailable:
             form.add_error(
                 "text",
@@ -187,18 +213,26 @@ def answer_submit(request: HtmxHttpRequest, session_id: uuid.UUID, position: int
         except FeedbackLimitReached as exc:
             form.add_error("text", str(exc))
             status = 429
+    if form.is_valid() and not request.htmx:
+        return see_other(served.get_absolute_url())
+    return await sync_to_async(_answer_page)(request, served, form, status)
+
+
+def _answer_page(
+    request: HtmxHttpRequest, served: ServedQuestion, form: AnswerForm, status: int
+) -> HttpResponse:
     if form.is_valid():
-        if not request.htmx:
-            return see_other(served.get_absolute_url())
-        served = selectors.served_question_for(
-            user=request.user, session_id=session_id, position=position
-        )
+        served = _own_question(request, served.session_id, served.position)
         served.answer_form = _answer_form(served)
         status = 200
     else:
         if not request.htmx:
             return _session_page(
-                request, served.session, status=status, invalid=form, invalid_position=position
+                request,
+                served.session,
+                status=status,
+                invalid=form,
+                invalid_position=served.position,
             )
         served.answer_form = form
     return render(

@@ -8,4 +8,8 @@ def token_balance(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"token_balance": balance_for(user)}
+    # Read once per response: a page and its out-of-band badge are rendered after any change
+    # the request made, so both show the same stored balance.
+    if not hasattr(request, "token_balance"):
+        request.token_balance = balance_for(user)
+    return {"token_balance": request.token_balance}

@@ -281,7 +281,9 @@ def hold_reserve(
 
     The same request id again returns the captured hold as a replay (no new charge); raises
     RequestInProgress while it is pending, RequestConflict for another purpose, and
-    RequestAlreadyFailed when that attempt was released or expired (never charged).
+    RequestAlreadyFailed when that attempt was released or expired (never charged). Holds past
+    their expiry are freed here when they matter: when they hold the tokens this request needs,
+    or when this is the retry of an attempt whose worker died.
     """
     amount = _positive_amount(amount)
     ttl = settings.HOLD_TTL_SECONDS if ttl_seconds is None else ttl_seconds
@@ -289,18 +291,23 @@ def hold_reserve(
     with transaction.atomic(durable=True):
         locked = _lock(account.pk)
         now = timezone.now()
-        _expire_due(locked, now)  # lazily free crashed reservations before counting
+        # Read after the lock, in a statement of its own: a join in the locking query would see
+        # the other rows as they were before the wait (PostgreSQL re-reads only the locked row).
         existing = Hold.objects.filter(account=locked, request_id=request_id).first()
         if existing is not None:
             if existing.purpose != purpose:
                 refusal = RequestConflict("This request id was already used for another request.")
-            elif existing.status == Hold.Status.PENDING:
+            elif existing.status == Hold.Status.PENDING and existing.expires_at > now:
                 refusal = RequestInProgress("This request is still being processed.")
             elif existing.status == Hold.Status.CAPTURED:
                 return Reservation(hold=existing, replay=True)
             else:
+                if existing.status == Hold.Status.PENDING:  # its worker died: free it now
+                    _expire_due(locked, now)
                 refusal = RequestAlreadyFailed("This request failed earlier and was not charged.")
-        elif locked.available < amount:
+        elif locked.available < amount and not (
+            _expire_due(locked, now) and locked.available >= amount
+        ):
             refusal = InsufficientTokens(needed=amount, available=locked.available)
         else:
             hold = Hold.objects.create(
@@ -344,6 +351,8 @@ def hold_capture[T](
     with transaction.atomic(durable=True):
         locked = _lock(hold.account_id)
         now = timezone.now()
+        # Under the account lock no other resolver can move this hold: it is read once, and
+        # the conditional update below is the database's own guarantee on top.
         current = Hold.objects.get(pk=hold.pk)
         if current.status != Hold.Status.PENDING:
             refusal = HoldNotPending(f"Hold {hold.pk} is already {current.status}.")

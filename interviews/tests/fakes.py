@@ -2,6 +2,8 @@
 
 import threading
 
+from asgiref.sync import sync_to_async
+
 from conftest import assert_no_transaction_open
 from interviews.exceptions import GenerationFailed
 from interviews.generation import BankSource, Proposal
@@ -18,7 +20,11 @@ class ScriptedSource:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def propose(self, *, session, pool) -> Proposal:
+    async def propose(self, *, session, pool) -> Proposal:
+        # In the thread of the flow's database steps: that is where a transaction could be open.
+        return await sync_to_async(self._next)(session=session)
+
+    def _next(self, *, session) -> Proposal:
         assert_no_transaction_open()
         with self.lock:
             self.calls += 1
@@ -48,12 +54,13 @@ class CountingBankSource(BankSource):
         self.threads: set[int] = set()  # which requests (one thread each) ever proposed
         self.lock = threading.Lock()
 
-    def propose(self, *, session, pool) -> Proposal:
+    def pick(self, *, session, pool) -> Proposal:
+        # The bank's pick runs in the thread of the flow's database steps (the request's thread).
         assert_no_transaction_open()
         with self.lock:
             self.calls += 1
             self.threads.add(threading.get_ident())
-        return super().propose(session=session, pool=pool)
+        return super().pick(session=session, pool=pool)
 
 
 def failing(reason: str = "timeout") -> GenerationFailed:

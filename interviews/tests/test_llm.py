@@ -9,6 +9,7 @@ import logging
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.checks import run_checks
 
 from interviews import llm
@@ -379,6 +380,10 @@ def test_a_json_code_fence_around_the_content_is_tolerated(fake_openai: FakeOpen
 
 
 def test_the_client_is_cached_per_configuration(fake_openai: FakeOpenAI, settings) -> None:
+    async_to_sync(_client_is_cached_per_configuration)(fake_openai, settings)
+
+
+async def _client_is_cached_per_configuration(fake_openai: FakeOpenAI, settings) -> None:
     first = llm.get_client()
 
     assert llm.get_client() is first
@@ -400,8 +405,12 @@ def test_the_client_is_cached_per_configuration(fake_openai: FakeOpenAI, setting
 def test_a_local_server_needs_no_api_key(fake_openai: FakeOpenAI, settings) -> None:
     settings.OPENAI_API_KEY = ""
 
-    assert llm.get_client().api_key == "not-needed"
+    assert async_to_sync(_client_api_key)() == "not-needed"
     assert ask().text == question_payload()["text"]
+
+
+async def _client_api_key() -> str:
+    return llm.get_client().api_key
 
 
 def test_no_key_and_no_base_url_is_an_auth_error(settings, monkeypatch) -> None:

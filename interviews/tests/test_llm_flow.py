@@ -4,8 +4,8 @@ Whatever the server does, a question is charged exactly when it is delivered.
 """
 
 import logging
-import threading
 from collections import Counter
+from contextvars import ContextVar
 
 import pytest
 from django.test import Client
@@ -223,23 +223,27 @@ def test_race_with_failures_charged_equals_delivered(fake_openai, make_user, set
             status(500) if i % 3 == 1 else ok(question_payload(text=f"Question {i}?"))
         )
     fake_openai.enqueue(*behaviours)
-    generating_threads: set[int] = set()
-    real_generate = llm.generate_question
+    # Which requests reached the model: the request's index travels with its context into the
+    # event loop that runs the async view.
+    posting: ContextVar[int] = ContextVar("posting")
+    generating: set[int] = set()
+    real_generate = llm.agenerate_question
 
-    def recording_generate(**kwargs):
-        generating_threads.add(threading.get_ident())
-        return real_generate(**kwargs)
+    async def recording_generate(**kwargs):
+        generating.add(posting.get())
+        return await real_generate(**kwargs)
 
-    monkeypatch.setattr(llm, "generate_question", recording_generate)
+    monkeypatch.setattr(llm, "agenerate_question", recording_generate)
     user = make_user(tokens=tokens)
     session = session_start(user=user, topic=Topic.objects.get(slug="python"))
     url = next_url(session)
 
     def post(index: int) -> tuple[int, int]:
+        posting.set(index)
         client = Client()
         client.force_login(user)
         code = client.post(url, {"request_id": f"race-{index:04d}"}, **HTMX).status_code
-        return code, threading.get_ident()
+        return code, index
 
     results = run_concurrently(post, requests)
     statuses = Counter(code for code, _ in results)
@@ -251,8 +255,9 @@ def test_race_with_failures_charged_equals_delivered(fake_openai, make_user, set
     user.token_account.refresh_from_db()
     assert user.token_account.balance == tokens - charged >= 0
     assert user.token_account.held == 0
-    refused = {ident for code, ident in results if code == 402}
-    assert not refused & generating_threads
+    refused = {index for code, index in results if code == 402}
+    assert generating
+    assert not refused & generating
     assert ledger_problems() == []
 
 

@@ -165,9 +165,9 @@ def test_a_hold_swept_while_generating_is_a_free_503(session, candidate):
     from ledger.services import holds_expire
 
     class SlowSource(BankSource):
-        def propose(self, *, session, pool):
+        def pick(self, *, session, pool):
             holds_expire(now=timezone.now() + timedelta(hours=1))
-            return super().propose(session=session, pool=pool)
+            return super().pick(session=session, pool=pool)
 
     with pytest.raises(GenerationFailed) as failed:
         question_next(session=session, request_id="req-00001", source=SlowSource())

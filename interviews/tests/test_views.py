@@ -146,7 +146,7 @@ def test_503_when_generation_fails_and_nothing_charged(logged_in, session, candi
     class Broken:
         name = "broken"
 
-        def propose(self, **kwargs):
+        async def propose(self, **kwargs):
             raise GenerationFailed("server_error", "500 from the model")
 
     monkeypatch.setattr("interviews.services.question_source", Broken)

@@ -80,21 +80,22 @@ class LedgerMachine(RuleBasedStateMachine):
     def reserve(self, request_id: str, purpose: str) -> None:
         """Also the replay rule: ids repeat, so the same id comes back in every state."""
         model = self.model
-        model.expire_due()
         existing = model.holds.get(request_id)
         if existing is not None:
-            expected = (
-                RequestConflict
-                if existing.purpose != purpose
-                else {
+            if existing.purpose != purpose:
+                expected = RequestConflict
+            else:
+                if existing.status == "pending" and existing.due:
+                    model.expire_due()  # the retry of a dead worker's attempt frees it at once
+                expected = {
                     "pending": RequestInProgress,
                     "captured": None,
                     "released": RequestAlreadyFailed,
                     "expired": RequestAlreadyFailed,
                 }[existing.status]
-            )
         elif model.balance - model.held < 1:
-            expected = InsufficientTokens
+            model.expire_due()  # expired holds are freed when they hold the tokens needed
+            expected = InsufficientTokens if model.balance - model.held < 1 else "new"
         else:
             expected = "new"
         try:
