@@ -12,3 +12,5 @@ urlpatterns = [
     path("tokens/", include("ledger.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "config.views.server_error"

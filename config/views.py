@@ -1,11 +1,23 @@
+import sys
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import server_error as django_server_error
+from django_htmx.http import reswap, retarget
+
+# What a request that could not reach the database is told. Nothing was charged: every change of
+# a balance is one transaction, and a hold whose release could not be written expires by itself.
+DATABASE_BUSY = (
+    "Mockroom is busy right now and could not finish that. You were not charged. "
+    "Please try again in a moment."
+)
 
 
 @login_not_required
@@ -37,3 +49,21 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on pages that name no icon: send them to ours."""
     return redirect(static("img/favicon.svg"), permanent=True)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a database that refuses, times out or drops a connection is a 503 "you were
+    not charged, try again", with Retry-After; anything else is the plain 500 page.
+
+    Rendered without the request's context processors: they would ask the database again.
+    """
+    if not isinstance(sys.exc_info()[1], DatabaseError):
+        return django_server_error(request)
+    if request.headers.get("HX-Request") == "true":
+        html = f'<div class="alert alert-error" role="alert">{DATABASE_BUSY}</div>'
+        response = reswap(retarget(HttpResponse(html, status=503), "#question-alert"), "innerHTML")
+    else:
+        template = loader.get_template("503.html")
+        response = HttpResponse(template.render({"message": DATABASE_BUSY}), status=503)
+    response["Retry-After"] = "5"
+    return response
