@@ -6,6 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from ledger import services
 from ledger.models import LedgerEntry, TokenAccount
 from ledger.tests.flow import buy
 
@@ -131,3 +132,17 @@ def test_csv_export_streams_the_filtered_entries(staff_client, candidate, make_u
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:5] == ["id", "created_at", "account_id", "account__email", "kind"]
     assert [(r[3], r[4]) for r in rows[1:]] == [("cand@example.com", "debit")]
+
+
+def test_csv_export_reads_in_keyset_batches_every_entry_once(staff_client, candidate, monkeypatch):
+    monkeypatch.setattr("ledger.admin.CSV_BATCH", 2)
+    for _ in range(4):
+        services.tokens_grant(
+            account=candidate.token_account, amount=1, actor=None, source="system", reason="b"
+        )
+    response = staff_client.get(reverse("admin:ledger_ledgerentry_export"))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    ids = [int(row[0]) for row in rows[1:]]
+    expected = list(LedgerEntry.objects.order_by("-pk").values_list("pk", flat=True))
+    assert ids == expected
+    assert len(ids) == 7  # grant, hold, debit and four grants: four batches of two
