@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
-from django.db.models import Exists, OuterRef, QuerySet, Value
 
 from interviews.exceptions import GenerationFailed
 from interviews.models import Question, ServedQuestion
@@ -65,20 +63,16 @@ class BankSource:
         return await sync_to_async(self.pick)(session=session, pool=pool)
 
     def pick(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
-        active = Question.objects.filter(topic_id=session.topic_id, is_active=True)
-        seen = ServedQuestion.objects.filter(
-            user_id=session.user_id,
-            topic_id=session.topic_id,
-            cycle=pool.cycle,
-            question=OuterRef("pk"),
+        user, topic, difficulty = session.user_id, session.topic_id, session.difficulty
+        question = _first_after_random_point(
+            user=user, topic=topic, cycle=pool.cycle, difficulty=difficulty, rng=self.rng
         )
-        question = self._first_after_random_point(active.exclude(Exists(seen)), session.difficulty)
         pool_reset = question is None
         if pool_reset:
             # A new pass: anything but the question just served (unless it is the only one).
-            question = self._first_after_random_point(
-                active.exclude(pk=pool.last_question_id), session.difficulty
-            ) or self._first_after_random_point(active, session.difficulty)
+            question = _first_after_random_point(
+                topic=topic, difficulty=difficulty, rng=self.rng, exclude=pool.last_question_id
+            ) or _first_after_random_point(topic=topic, difficulty=difficulty, rng=self.rng)
         if question is None:
             raise GenerationFailed("empty_pool", f"The {session.topic} pool has no questions.")
         return Proposal(
@@ -92,26 +86,69 @@ class BankSource:
             pool_reset=pool_reset,
         )
 
-    def _first_after_random_point(
-        self, candidates: QuerySet[Question], difficulty: str
-    ) -> Question | None:
-        """One query: the session's difficulty first, then any; after the point, then before."""
-        point = self.rng.random()
-        fields = ("pk", "difficulty", "text", "key_points", "outline", "source", "model", "draw")
-        branches = [
-            candidates.filter(difficulty=difficulty, draw__gte=point),
-            candidates.filter(difficulty=difficulty, draw__lt=point),
-            candidates.filter(draw__gte=point),
-            candidates.filter(draw__lt=point),
-        ]
-        ranked = [
-            branch.only(*fields).annotate(rank=Value(rank)).order_by("draw")[:1]
-            for rank, branch in enumerate(branches)
-        ]
-        if connection.features.supports_slicing_ordering_in_compound:
-            return next(iter(ranked[0].union(*ranked[1:], all=True).order_by("rank")[:1]), None)
-        # SQLite cannot limit the parts of a UNION: the same branches, one query each.
-        return next((question for branch in ranked for question in branch), None)
+
+# One branch of the pick: the first active question of the topic at or after (or before) the
+# random point, at the session's difficulty (or any), optionally one not served in this pass.
+# Each branch is a short walk along a partial index on (topic, [difficulty,] draw).
+_PICK_BRANCH = """
+SELECT * FROM (
+    SELECT q.id, q.difficulty, q.text, q.key_points, q.outline, q.source, q.model, q.draw,
+           {rank} AS pick_rank
+    FROM {question} AS q
+    WHERE q.topic_id = %(topic)s AND q.is_active AND {where}
+    ORDER BY q.draw LIMIT 1
+) AS branch_{rank}
+"""
+_UNSEEN = """NOT EXISTS (
+    SELECT 1 FROM {served} AS s
+    WHERE s.user_id = %(user)s AND s.topic_id = %(topic)s AND s.cycle = %(cycle)s
+      AND s.question_id = q.id
+)"""
+
+
+def _first_after_random_point(
+    *,
+    topic: int,
+    difficulty: str,
+    rng: random.Random,
+    user: int | None = None,
+    cycle: int = 0,
+    exclude: int | None = None,
+) -> Question | None:
+    """One query, whatever the size of the pool or of the history: the first question at or
+    after a random point of the pool's fixed random order (wrapping around), preferring the
+    session's difficulty; only questions not served to `user` in `cycle` when a user is given.
+
+    Written out rather than built by the ORM: it runs for every bank question, and the ORM
+    spends more CPU composing these four branches than the database spends running them.
+    """
+    conditions = []
+    if user is not None:
+        conditions.append(_UNSEEN.format(served=ServedQuestion._meta.db_table))
+    if exclude is not None:
+        conditions.append("q.id <> %(exclude)s")
+    common = " AND ".join(conditions) or "TRUE"
+    branches = [
+        f"q.difficulty = %(difficulty)s AND q.draw >= %(point)s AND {common}",
+        f"q.difficulty = %(difficulty)s AND q.draw < %(point)s AND {common}",
+        f"q.draw >= %(point)s AND {common}",
+        f"q.draw < %(point)s AND {common}",
+    ]
+    # Table names come from the models, values are parameters.
+    sql = " UNION ALL ".join(
+        _PICK_BRANCH.format(rank=rank, question=Question._meta.db_table, where=where)
+        for rank, where in enumerate(branches)
+    )
+    params = {
+        "topic": topic,
+        "difficulty": difficulty,
+        "point": rng.random(),
+        "user": user,
+        "cycle": cycle,
+        "exclude": exclude,
+    }
+    ranked = f"SELECT * FROM ({sql}) AS picked ORDER BY pick_rank LIMIT 1"  # noqa: S608
+    return next(iter(Question.objects.raw(ranked, params)), None)
 
 
 class LLMSource:

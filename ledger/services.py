@@ -16,6 +16,7 @@ Refusals are exceptions from ledger.exceptions, raised after the transaction has
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -351,17 +352,22 @@ def hold_capture[T](
     with transaction.atomic(durable=True):
         locked = _lock(hold.account_id)
         now = timezone.now()
-        # Under the account lock no other resolver can move this hold: it is read once, and
-        # the conditional update below is the database's own guarantee on top.
-        current = Hold.objects.get(pk=hold.pk)
-        if current.status != Hold.Status.PENDING:
-            refusal = HoldNotPending(f"Hold {hold.pk} is already {current.status}.")
-        elif current.expires_at <= now:
-            _expire_due(locked, now)
-            refusal = HoldExpired(f"Hold {hold.pk} expired before capture; nothing was charged.")
-        elif not _resolve(account=locked, hold=current, status=Hold.Status.CAPTURED, now=now):
-            refusal = HoldNotPending(f"Hold {hold.pk} was resolved by another worker.")
+        # The usual case in one statement: pending and in time -> captured. Under the account
+        # lock no other resolver can move this hold; the condition is the database's guarantee.
+        won = Hold.objects.filter(pk=hold.pk, status=Hold.Status.PENDING, expires_at__gt=now)
+        if not won.update(status=Hold.Status.CAPTURED, resolved_at=now, resolution_note=""):
+            current = Hold.objects.get(pk=hold.pk)
+            if current.status != Hold.Status.PENDING:
+                refusal = HoldNotPending(f"Hold {hold.pk} is already {current.status}.")
+            else:
+                _expire_due(locked, now)
+                refusal = HoldExpired(
+                    f"Hold {hold.pk} expired before capture; nothing was charged."
+                )
         else:
+            # A copy: if `record` raises, the caller's hold is still the pending one it was.
+            current = copy.copy(hold)
+            current.status, current.resolved_at = Hold.Status.CAPTURED, now
             if pool_reset:
                 _append(
                     account=locked,
