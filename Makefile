@@ -81,8 +81,11 @@ test: devvenv
 lint: devvenv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+# In-process benchmarks (their threads each hold a connection: a pool as large as the tests'),
+# then the load benchmark, which starts the servers with their production settings.
 bench: devvenv
-	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/run.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE=40 .ci/with-postgres $(PY) bench/run.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
