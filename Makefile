@@ -68,7 +68,7 @@ serve: venv $(STATIC_MANIFEST)
 		exit 1; }
 	$(VENV)/bin/gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker \
 		--bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
-		--graceful-timeout 60 --access-logfile -
+		--graceful-timeout 60 --access-logfile - --no-control-socket
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.

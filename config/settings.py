@@ -216,4 +216,4 @@ LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
 LLM_MAX_REGENERATIONS = env.int("LLM_MAX_REGENERATIONS", default=2)
 # Model calls (questions and feedback) in flight at once in one app process. Past it a request
 # is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
-LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=100)
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=200)

@@ -69,15 +69,16 @@ MAX_FEEDBACK_REQUESTS = 10
 def _db_step[**P, T](step: Callable[P, T]) -> Callable[P, T]:
     """A database step of a flow that waits on the model in between: it runs synchronously (in
     the request's thread) and gives its connection back to the pool when it ends, so that no
-    connection is held while the model runs. Inside a transaction (a test's) it keeps it."""
+    connection is held while the model runs. Without a pool (SQLite, DB_POOL_MAX_SIZE=0) the
+    connection belongs to the thread and stays; inside a transaction (a test's) it stays too."""
 
     @functools.wraps(step)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return step(*args, **kwargs)
         finally:
-            if not connection.in_atomic_block:
-                connection.close()
+            if getattr(connection, "pool", None) and not connection.in_atomic_block:
+                connection.close()  # back to the pool
 
     return run
 

@@ -282,8 +282,8 @@ def _csv_rows(queryset: QuerySet) -> Iterator[str]:
     rows = queryset.order_by("-pk").values_list(*CSV_COLUMNS)
     batch = list(rows[:CSV_BATCH])
     while batch:
-        if not connection.in_atomic_block:
-            connection.close()
+        if getattr(connection, "pool", None) and not connection.in_atomic_block:
+            connection.close()  # back to the pool between batches
         for row in batch:
             yield writer.writerow([_cell(value) for value in row])
         batch = (

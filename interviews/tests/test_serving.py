@@ -226,7 +226,7 @@ class AppServer:
         command = [
             sys.executable, "-m", "gunicorn", "config.asgi:application",
             "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
-            "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
+            "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", "--no-control-socket",
         ]  # fmt: skip
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 30
