@@ -21,8 +21,8 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
-#: The share of HOLD_TTL_SECONDS the worst-case generation may use.
-HOLD_TTL_SHARE = 0.8
+from interviews.budget import HOLD_TTL_SHARE, MAX_BACKOFF_SECONDS
+
 SOURCES = ("bank", "openai")
 
 _SECONDS = "a number of seconds greater than 0"
@@ -92,7 +92,7 @@ def check_question_source(
     if errors:  # the budget cannot be computed from nonsense
         return errors
 
-    from interviews.llm import MAX_BACKOFF_SECONDS, worst_case_seconds
+    from interviews.llm import worst_case_seconds
 
     worst = worst_case_seconds()
     limit = settings.HOLD_TTL_SECONDS * HOLD_TTL_SHARE

@@ -44,12 +44,12 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from interviews import budget
+from interviews.budget import MAX_BACKOFF_SECONDS
 from interviews.models import KEY_POINTS_MAX, KEY_POINTS_MIN, QUESTION_MAX_CHARS, Difficulty
 
 logger = logging.getLogger("interviews.llm")
 
-#: The longest pause between two attempts, whatever a server's Retry-After asks for.
-MAX_BACKOFF_SECONDS: Final[float] = 5.0
 
 #: The `LLMError.reason` values.
 REASONS: Final[frozenset[str]] = frozenset(
@@ -144,19 +144,17 @@ def _max_retries() -> int:
 
 
 def _call_budget_seconds(*, timeout: float, max_retries: int) -> float:
-    """The longest one generate_* call may take: every attempt plus every pause between them."""
-    return (1 + max_retries) * timeout + max_retries * MAX_BACKOFF_SECONDS
+    return budget.call_budget_seconds(timeout=timeout, max_retries=max_retries)
 
 
 def worst_case_seconds() -> float:
-    """The longest one question request can take, regenerations included.
-
-    (1 + LLM_MAX_REGENERATIONS) * ((1 + LLM_MAX_RETRIES) * LLM_TIMEOUT_SECONDS
-                                   + LLM_MAX_RETRIES * MAX_BACKOFF_SECONDS)
-    """
-    regenerations = max(0, int(settings.LLM_MAX_REGENERATIONS))
-    per_call = _call_budget_seconds(timeout=_timeout_seconds(), max_retries=_max_retries())
-    return (1 + regenerations) * per_call
+    """The longest one question request can take with the current settings, regenerations
+    included (interviews.budget has the formula)."""
+    return budget.worst_case_seconds(
+        timeout=_timeout_seconds(),
+        max_retries=_max_retries(),
+        regenerations=int(settings.LLM_MAX_REGENERATIONS),
+    )
 
 
 @functools.cache
@@ -578,9 +576,17 @@ def _check_fields(data: dict[str, Any], required: tuple[str, ...]) -> None:
         raise LLMError("off_schema", f"unexpected field(s): {', '.join(extra[:5])}")
 
 
+# Control characters other than tab, newline and carriage return (NUL above all: PostgreSQL
+# refuses it in text) have no place in a question or in feedback: such a reply is refused as
+# off-schema, and asked for again at no cost.
+_CONTROL_RE: Final[re.Pattern[str]] = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _text(value: object, field: str, *, limit: int, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise LLMError("off_schema", f"{field} is not a string")
+    if _CONTROL_RE.search(value):
+        raise LLMError("off_schema", f"{field} contains control characters")
     value = value.strip()
     if not value and not allow_empty:
         raise LLMError("off_schema", f"{field} is empty")

@@ -144,6 +144,9 @@ class ServedQuestion(models.Model):
         "ledger.LedgerEntry", on_delete=models.PROTECT, related_name="served_question"
     )
     served_at = models.DateTimeField(auto_now_add=True)
+    # Feedback requests on this question (each may be an LLM call), counted before the call by
+    # a conditional update, so concurrent requests cannot all slip under the cap.
+    feedback_requests = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["session", "position"]
@@ -187,8 +190,6 @@ class Answer(models.Model):
     gaps = models.JSONField(default=list, blank=True)
     outline = models.TextField(blank=True)
     feedback_source = models.CharField(max_length=12, choices=FeedbackSource)
-    # How many times feedback was asked for (each may be an LLM call): capped per question.
-    feedback_requests = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -291,14 +291,19 @@ def _store(
 
 
 @_db_step
-def _earlier_answer(*, served: ServedQuestion) -> Answer | None:
-    earlier = Answer.objects.filter(served=served).first()
-    if earlier is not None and earlier.feedback_requests >= MAX_FEEDBACK_REQUESTS:
+def _feedback_request_take(*, served: ServedQuestion) -> Answer | None:
+    """Count one feedback request before the model is asked, or refuse: one conditional update,
+    so thirty requests at once make at most MAX_FEEDBACK_REQUESTS model calls. Returns the
+    earlier answer, if any."""
+    taken = ServedQuestion.objects.filter(
+        pk=served.pk, feedback_requests__lt=MAX_FEEDBACK_REQUESTS
+    ).update(feedback_requests=F("feedback_requests") + 1)
+    if not taken:
         raise FeedbackLimitReached(
             f"You have had feedback on this question {MAX_FEEDBACK_REQUESTS} times, the most "
-            "there is. Take the next question to keep practising."
+            "there is. Nothing was charged. Take the next question to keep practising."
         )
-    return earlier
+    return Answer.objects.filter(served=served).first()
 
 
 async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
@@ -307,7 +312,7 @@ async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
     When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
     FeedbackUnavailable is raised and the earlier answer stays.
     """
-    earlier = await sync_to_async(_earlier_answer)(served=served)
+    earlier = await sync_to_async(_feedback_request_take)(served=served)
     # May call the LLM: no transaction open, no connection held.
     feedback = await afeedback_for(question=served.question, answer=text)
     return await sync_to_async(_answer_store)(
@@ -322,18 +327,12 @@ answer_submit = async_to_sync(aanswer_submit)
 def _answer_store(
     *, served: ServedQuestion, earlier: Answer | None, text: str, feedback: Feedback
 ) -> Answer:
-    asked = (earlier.feedback_requests if earlier else 0) + 1
     if feedback.source == Answer.FeedbackSource.UNAVAILABLE and earlier and earlier.has_feedback:
-        with transaction.atomic(durable=True):
-            Answer.objects.filter(pk=earlier.pk).update(
-                feedback_requests=F("feedback_requests") + 1
-            )
         raise FeedbackUnavailable("Feedback is unavailable right now.")
     with transaction.atomic(durable=True):
         answer, _ = Answer.objects.update_or_create(
             served=served,
             defaults={
-                "feedback_requests": asked,
                 "text": text,
                 "score": feedback.score,
                 "covered": feedback.covered,

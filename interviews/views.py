@@ -154,8 +154,17 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
             ),
         )
     except RequestInProgress:
-        status = 409
-        message = "This question is still being generated. Wait a moment; you will be charged once."
+        # The page asks again with the same request id after Retry-After (backing off): the
+        # answer is the question once it is ready, or "not charged" if its attempt died.
+        response = await sync_to_async(_question_refused)(
+            request,
+            session,
+            status=409,
+            message="Your question is still being prepared. We will check again in a moment; "
+            "you will be charged once.",
+        )
+        response["Retry-After"] = "2"
+        return response
     except RequestConflict:
         status = 422
         message = "This request id was already used for another request. Reload the page."

@@ -1,3 +1,5 @@
+import math
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -23,6 +25,6 @@ def costs(request: HttpRequest) -> HttpResponse:
         "ledger/costs.html",
         {
             "welcome_tokens": settings.WELCOME_TOKENS,
-            "hold_minutes": settings.HOLD_TTL_SECONDS // 60,
+            "hold_minutes": math.ceil(settings.HOLD_TTL_SECONDS / 60),
         },
     )

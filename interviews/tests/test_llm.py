@@ -505,6 +505,7 @@ def test_an_unknown_source_is_e002(settings) -> None:
 
 def test_openai_without_key_or_base_url_is_e003(settings) -> None:
     settings.QUESTION_SOURCE = "openai"
+    settings.HOLD_TTL_SECONDS = 300  # what the settings derive for the LLM is 169 s
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = None
 

@@ -97,8 +97,14 @@ def test_a_repeated_question_is_regenerated_free(fake_openai, session, candidate
 
 @pytest.mark.parametrize(
     "unusable",
-    [malformed(), empty(), content('{"text": "Q?"}'), ok(question_payload(difficulty="extreme"))],
-    ids=["malformed", "empty", "off-schema", "bad-difficulty"],
+    [
+        malformed(),
+        empty(),
+        content('{"text": "Q?"}'),
+        ok(question_payload(difficulty="extreme")),
+        ok(question_payload(text="What is \x00JSX?")),
+    ],
+    ids=["malformed", "empty", "off-schema", "bad-difficulty", "nul-character"],
 )
 def test_an_unusable_answer_is_regenerated_free(fake_openai, session, candidate, unusable):
     fake_openai.enqueue(unusable, ok(question_payload(text="Explain React keys.")))
@@ -115,6 +121,27 @@ def test_three_unusable_answers_give_up_without_charging(
     assert response.status_code == 503
     assert fake_openai.requests == 3  # 1 + LLM_MAX_REGENERATIONS
     assert balance(candidate) == 3
+
+
+def test_a_model_that_keeps_sending_nul_gives_a_clean_503_not_charged(
+    fake_openai, logged_in, session, candidate
+):
+    nul = ok(question_payload(text="What is \x00JSX?"))
+    fake_openai.enqueue(nul, nul, nul)
+    response = logged_in.post(next_url(session), {"request_id": "req-00001"}, **HTMX)
+    assert response.status_code == 503
+    assert "You were not charged" in response.content.decode()
+    assert balance(candidate) == 3
+    assert not Question.objects.filter(source=Question.Source.OPENAI).exists()
+
+
+def test_feedback_with_a_nul_character_falls_back_cleanly(fake_openai, session, candidate):
+    fake_openai.enqueue(ok(question_payload(text="What does useEffect do?")))
+    served = question_next(session=session, request_id="req-00001").served
+    fake_openai.enqueue(ok(feedback_payload(outline="Effects run \x00after render.")))
+    answer = answer_submit(served=served, text="It runs side effects after the render is done.")
+    assert answer.feedback_source == Answer.FeedbackSource.UNAVAILABLE
+    assert "\x00" not in answer.text
 
 
 FAULTS = {
@@ -281,3 +308,30 @@ def test_a_failed_regrade_keeps_the_earlier_feedback_and_the_new_text(
     answer = Answer.objects.get()
     assert (answer.score, answer.feedback_source) == (8, "openai")
     assert answer.text == "Hooks let function components hold state."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_feedback_requests_make_at_most_the_cap_of_model_calls(
+    fake_openai, make_user, settings
+):
+    """The cap is taken before the model is called: 15 requests at once, 10 model calls."""
+    settings.LLM_MAX_RETRIES = 0
+    user = make_user(tokens=1)
+    session = session_start(user=user, topic=Topic.objects.get(slug="python"))
+    fake_openai.enqueue(ok(question_payload(text="What does the GIL protect?")))
+    served = question_next(session=session, request_id="req-00001").served
+    fake_openai.latency = 0.3  # the requests overlap
+    fake_openai.enqueue(*(ok(feedback_payload()) for _ in range(20)))
+    url = reverse("interviews:answer", kwargs={"session_id": session.pk, "position": 1})
+
+    def post(index: int) -> int:
+        client = Client()
+        client.force_login(user)
+        answer = {"text": f"Answer {index}: it protects the interpreter."}
+        return client.post(url, answer).status_code
+
+    statuses = Counter(run_concurrently(post, 15))
+    assert statuses == {303: 10, 429: 5}
+    assert fake_openai.requests == 1 + 10
+    served.refresh_from_db()
+    assert served.feedback_requests == 10

@@ -129,6 +129,36 @@ def test_409_while_the_same_request_is_in_progress(logged_in, session, candidate
     response = logged_in.post(next_url(session), {"request_id": "req-running"}, **HTMX)
     assert response.status_code == 409
     assert 'role="alert"' in response.content.decode()
+    assert response["Retry-After"] == "2"  # the page asks again, with the same id
+
+
+def test_the_retry_of_a_dead_attempt_is_not_charged_and_frees_its_token(
+    logged_in, session, candidate
+):
+    """The server running the first attempt died: once its reservation is due, the page's retry
+    with the same id frees it at once and is told "not charged"; a new click then works."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ledger.models import Hold
+    from ledger.services import account_get_or_open, hold_reserve
+
+    hold = hold_reserve(
+        account=account_get_or_open(candidate),
+        request_id="req-crashed",
+        purpose=f"question:{session.pk}",
+        actor=candidate,
+    ).hold
+    Hold.objects.filter(pk=hold.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    retry = logged_in.post(next_url(session), {"request_id": "req-crashed"}, **HTMX)
+    assert retry.status_code == 503
+    assert "You were not charged" in retry.content.decode()
+    assert Hold.objects.get(pk=hold.pk).status == Hold.Status.EXPIRED
+    fresh = logged_in.post(next_url(session), {"request_id": "req-after-crash"}, **HTMX)
+    assert fresh.status_code == 200
+    candidate.token_account.refresh_from_db()
+    assert (candidate.token_account.balance, candidate.token_account.held) == (2, 0)
 
 
 def test_422_when_a_request_id_is_reused_for_another_session(logged_in, session, candidate, topic):
@@ -356,7 +386,8 @@ def test_feedback_requests_per_question_are_capped(logged_in, session, monkeypat
     assert "the most there is" in response.content.decode()
     assert "A third answer, long enough." in response.content.decode()  # nothing lost
     answer = Answer.objects.get()
-    assert (answer.text, answer.feedback_requests) == ("Answer number 1, long enough.", 2)
+    assert answer.text == "Answer number 1, long enough."
+    assert answer.served.feedback_requests == 2
 
 
 def test_dashboard_progress_counts_the_current_pass_after_a_recycle(logged_in, session, topic):

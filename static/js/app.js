@@ -28,14 +28,32 @@
     else params.request_id = id;
   });
 
+  // A 409 with Retry-After: the same request is still being prepared (another tab, or an attempt
+  // whose server stopped). Ask again with the same key, waiting longer each time, until it is
+  // settled: the question (charged once), or "not charged" when its reservation expired.
+  let pollDelay = 0;
+  const MAX_POLL_SECONDS = 30;
+
   document.addEventListener("htmx:afterRequest", function (event) {
     const form = event.detail.elt;
     if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-fresh-request-id")) return;
     // A question or one of our refusals (4xx, 503 "not charged") settles the request; no
     // answer at all, or an unexpected server error, leaves it to be retried with the same key.
-    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    const xhr = event.detail.xhr;
+    const status = xhr ? xhr.status : 0;
+    const id = form.querySelector("input[name=request_id]").value;
+    const retryAfter = status === 409 && xhr.getResponseHeader("Retry-After");
+    if (retryAfter) {
+      retryId = id;
+      pollDelay = Math.min(pollDelay ? pollDelay * 2 : Number(retryAfter) || 2, MAX_POLL_SECONDS);
+      window.setTimeout(function () {
+        if (retryId === id) form.requestSubmit();
+      }, pollDelay * 1000);
+      return;
+    }
+    pollDelay = 0;
     const settled = status > 0 && (status < 500 || status === 503);
-    retryId = settled ? null : form.querySelector("input[name=request_id]").value;
+    retryId = settled ? null : id;
   });
 
   // The same request id again returns the question it already bought. If the page shows that
