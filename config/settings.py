@@ -10,6 +10,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from interviews.budget import hold_ttl_seconds, worst_case_seconds
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -20,6 +22,7 @@ SETTINGS_FROM_ENV = (
     "DB_POOL_MAX_SIZE DB_POOL_MIN_SIZE DB_POOL_TIMEOUT DB_CONNECT_TIMEOUT DB_STATEMENT_TIMEOUT_MS "
     "DB_DISABLE_SERVER_SIDE_CURSORS LLM_MAX_CONCURRENCY "
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
+    "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS"
 ).split()
@@ -59,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.PrivatePagesMiddleware",
     # ServeStatic (WhiteNoise's async-capable successor): a sync-only middleware here would
     # put every request of the ASGI server through a thread, the async question view included.
     "servestatic.middleware.ServeStaticMiddleware",
@@ -184,6 +188,11 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# HTTP Strict Transport Security: browsers refuse plain HTTP to this site for this long. Set it
+# once the site is served over HTTPS only (a year: 31536000).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 )
@@ -192,18 +201,31 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line": {"()": "config.logging.OneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console_one_line": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["one_line"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx2": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx2": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        # A request for a host not in ALLOWED_HOSTS (scanners do this all day): one line each.
+        "django.security.DisallowedHost": {"handlers": ["console_one_line"], "propagate": False},
+    },
 }
 
 # --- Mockroom ---------------------------------------------------------------------------------
 
+# Where the staff admin lives: another path than the default keeps most scanners away.
+ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
+
 # Tokens a new account receives at signup.
 WELCOME_TOKENS = env.int("WELCOME_TOKENS", default=10)
-# How long a reservation may stay pending before the sweeper frees it. Generation must finish
-# well inside it (a system check enforces LLM_TIMEOUT_SECONDS x attempts < HOLD_TTL_SECONDS).
-HOLD_TTL_SECONDS = env.int("HOLD_TTL_SECONDS", default=300)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None
@@ -214,6 +236,21 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=20.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=1)
 # Regenerations after an invalid or duplicate question, at no cost to the candidate.
 LLM_MAX_REGENERATIONS = env.int("LLM_MAX_REGENERATIONS", default=2)
+# How long a reservation may stay pending before it is freed (a crashed request's token comes
+# back then). By default just long enough for the slowest possible generation (interviews.budget);
+# a system check refuses a value the worst case does not fit in.
+HOLD_TTL_SECONDS = env.int(
+    "HOLD_TTL_SECONDS",
+    default=hold_ttl_seconds(
+        worst_case=worst_case_seconds(
+            timeout=LLM_TIMEOUT_SECONDS,
+            max_retries=LLM_MAX_RETRIES,
+            regenerations=LLM_MAX_REGENERATIONS,
+        )
+        if QUESTION_SOURCE == "openai"
+        else 0
+    ),
+)
 # Model calls (questions and feedback) in flight at once in one app process. Past it a request
 # is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
 LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=200)

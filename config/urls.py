@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -10,7 +11,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("interviews/", include("interviews.urls")),
     path("tokens/", include("ledger.urls")),
-    path("admin/", admin.site.urls),
+    path(settings.ADMIN_URL, admin.site.urls),
 ]
 
 handler500 = "config.views.server_error"
