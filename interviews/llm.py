@@ -76,6 +76,11 @@ MAX_OUTLINE_CHARS: Final[int] = 3000
 MIN_SCORE: Final[int] = 0
 MAX_SCORE: Final[int] = 10
 
+# The most a reply may cost, in output tokens: a question with 6 key points and an outline, or
+# feedback at its limits, fits well inside; a model that rambles is cut off (and asked again).
+QUESTION_MAX_TOKENS: Final[int] = 1200
+FEEDBACK_MAX_TOKENS: Final[int] = 1500
+
 # Limits on what goes into the question prompt.
 MAX_AVOID_QUESTIONS: Final[int] = 30
 MAX_AVOID_CHARS: Final[int] = 200
@@ -461,6 +466,7 @@ async def _request(
     *,
     messages: list[ChatCompletionMessageParam],
     response_format: ResponseFormatJSONSchema,
+    max_tokens: int,
 ) -> tuple[ChatCompletion, int]:
     """Send the request, retrying transport failures within the budget: (completion, attempts).
 
@@ -484,6 +490,7 @@ async def _request(
                     model=settings.OPENAI_MODEL,
                     messages=messages,
                     response_format=response_format,
+                    max_tokens=max_tokens,
                     timeout=attempt_timeout,
                 )
         except (openai.OpenAIError, ValueError) as exc:
@@ -644,6 +651,7 @@ async def _generate[T](
     purpose: str,
     messages: list[ChatCompletionMessageParam],
     response_format: ResponseFormatJSONSchema,
+    max_tokens: int,
     parse: Callable[[dict[str, Any], str], T],
 ) -> T:
     attempts = 0
@@ -651,7 +659,7 @@ async def _generate[T](
     try:
         with _generation_slot():
             completion, attempts = await _request(
-                messages=messages, response_format=response_format
+                messages=messages, response_format=response_format, max_tokens=max_tokens
             )
         model = getattr(completion, "model", None)
         if not isinstance(model, str) or not model:
@@ -681,6 +689,7 @@ async def agenerate_question(*, topic: str, difficulty: str, avoid: list[str]) -
         purpose="question",
         messages=_question_messages(topic=topic, difficulty=difficulty, avoid=avoid),
         response_format=_response_format("interview_question", QUESTION_SCHEMA),
+        max_tokens=QUESTION_MAX_TOKENS,
         parse=lambda data, model: _parse_question(data, model=model),
     )
 
@@ -698,6 +707,7 @@ async def agenerate_feedback(
             question=question, key_points=key_points, outline=outline, answer=answer
         ),
         response_format=_response_format("answer_feedback", FEEDBACK_SCHEMA),
+        max_tokens=FEEDBACK_MAX_TOKENS,
         parse=lambda data, model: _parse_feedback(data, model=model),
     )
 

@@ -87,6 +87,7 @@ def test_question_is_parsed_and_the_prompt_carries_topic_difficulty_and_avoid_li
 
     (body,) = fake_openai.received_bodies
     assert body["model"] == "gpt-test"
+    assert body["max_tokens"] == llm.QUESTION_MAX_TOKENS  # a reply's cost is bounded
     assert body["response_format"]["type"] == "json_schema"
     schema = body["response_format"]["json_schema"]
     assert schema["strict"] is True
@@ -152,6 +153,7 @@ def test_the_answer_is_delimited_and_a_closing_tag_inside_it_neutralised(
     grade(answer=attack)
 
     body = fake_openai.received_bodies[0]
+    assert body["max_tokens"] == llm.FEEDBACK_MAX_TOKENS
     prompt = user_message(body)
     inside = prompt.split("<candidate_answer>\n", 1)[1]
     assert prompt.count("<candidate_answer>") == 1
