@@ -1,10 +1,13 @@
 """Serving under load: what one question costs, model calls bounded per process, a database that
 fails as a 503 "not charged", and several app servers on one database."""
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -249,6 +252,15 @@ class AppServer:
             self.process.kill()
             self.process.wait()
 
+    def answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/healthz", timeout=5)  # noqa: S310
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
     def request(self, path: str, *, cookies: dict[str, str], data: dict | None = None):
         """(status, body) of a GET, or of an htmx POST when `data` is given."""
         body = None
@@ -318,3 +330,81 @@ def test_a_server_whose_database_is_down_answers_503_not_charged(make_user):
         status, body = server.request("/interviews/", cookies=cookies)
     assert status == 503
     assert "You were not charged" in body
+
+
+def worker_pids(master: int) -> list[int]:
+    """The gunicorn master's worker processes."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def wait_for(condition, *, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_generation_charges_nothing_and_its_token_comes_back(make_user):
+    user = make_user(tokens=1)  # one token: the dead attempt's reservation holds it
+    session = session_start(user=user, topic=Topic.objects.get(slug="python"))
+    cookies = logged_in_cookies(user)
+    path = next_url(session)
+    fake = FakeOpenAI(latency=2.0).start()
+    fake.enqueue(*(ok(question_payload(text=f"After the crash, question {n}?")) for n in range(5)))
+    env = {
+        "QUESTION_SOURCE": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "LLM_TIMEOUT_SECONDS": "3",
+        "LLM_MAX_RETRIES": "0",
+        "LLM_MAX_REGENERATIONS": "0",
+        "HOLD_TTL_SECONDS": "4",  # just over the 3 s budget
+    }
+    try:
+        with AppServer(**env) as server:
+            doomed = threading.Thread(
+                target=lambda: suppress_all(
+                    server.request, path, cookies=cookies, data={"request_id": "crash-0001"}
+                )
+            )
+            doomed.start()
+            wait_for(lambda: fake.requests >= 1, seconds=15, what="the model call")
+            for pid in worker_pids(server.process.pid):
+                os.kill(pid, signal.SIGKILL)  # mid-generation
+            doomed.join(timeout=15)
+
+            hold = Hold.objects.get(request_id="crash-0001")
+            assert hold.status == Hold.Status.PENDING  # reserved, never charged
+            user.token_account.refresh_from_db()
+            assert (user.token_account.balance, user.token_account.held) == (1, 1)
+
+            # gunicorn starts a new worker. The page retries with the same id: "still being
+            # prepared" while the reservation lives, then "not charged" once it is due.
+            wait_for(lambda: server.answers(), seconds=30, what="a new worker")
+            wait_for(
+                lambda: Hold.objects.get(pk=hold.pk).expires_at.timestamp() < time.time(),
+                seconds=10,
+                what="the reservation to be due",
+            )
+            status, body = server.request(path, cookies=cookies, data={"request_id": "crash-0001"})
+            assert status == 503
+            assert "You were not charged" in body
+            assert Hold.objects.get(pk=hold.pk).status == Hold.Status.EXPIRED
+            # The token is back: the next question works and is charged once.
+            status, _ = server.request(path, cookies=cookies, data={"request_id": "crash-0002"})
+            assert status == 200
+    finally:
+        fake.stop()
+    user.token_account.refresh_from_db()
+    assert (user.token_account.balance, user.token_account.held) == (0, 0)
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT).count() == 1
+    assert ledger_problems() == []
+
+
+def suppress_all(call, *args, **kwargs) -> None:
+    """Run a request whose connection is expected to die with its server."""
+    with contextlib.suppress(OSError):
+        call(*args, **kwargs)
