@@ -20,7 +20,7 @@ env.read_env(BASE_DIR / ".env", overwrite=False)
 SETTINGS_FROM_ENV = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS CSRF_TRUSTED_ORIGINS DATABASE_URL CONN_MAX_AGE "
     "DB_POOL_MAX_SIZE DB_POOL_MIN_SIZE DB_POOL_TIMEOUT DB_CONNECT_TIMEOUT DB_STATEMENT_TIMEOUT_MS "
-    "DB_DISABLE_SERVER_SIDE_CURSORS LLM_MAX_CONCURRENCY "
+    "DB_DISABLE_SERVER_SIDE_CURSORS LLM_MAX_CONCURRENCY LLM_DAILY_CALL_BUDGET "
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
     "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
@@ -251,6 +251,9 @@ HOLD_TTL_SECONDS = env.int(
         else 0
     ),
 )
+# Model calls (questions and feedback) a day, all servers together; past it, questions and
+# feedback answer 503 "not charged" until midnight UTC. 0: no limit.
+LLM_DAILY_CALL_BUDGET = env.int("LLM_DAILY_CALL_BUDGET", default=0)
 # Model calls (questions and feedback) in flight at once in one app process. Past it a request
 # is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
 LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=200)

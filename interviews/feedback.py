@@ -74,19 +74,22 @@ def rubric_feedback(*, question: Question, answer: str) -> Feedback:
 
 async def afeedback_for(*, question: Question, answer: str) -> Feedback:
     """LLM feedback when QUESTION_SOURCE is openai; on failure the rubric for bank questions,
-    and "unavailable" (try again, free) for generated ones. No database access."""
+    and "unavailable" (try again, free) for generated ones. The call is counted against the
+    daily budget first (a spent budget is a failure like any other)."""
     if settings.QUESTION_SOURCE != "openai":
         return rubric_feedback(question=question, answer=answer)
     from interviews import llm
+    from interviews.spend import BudgetSpent, amodel_call_take
 
     try:
+        await amodel_call_take()
         generated = await llm.agenerate_feedback(
             question=question.text,
             key_points=list(question.key_points),
             outline=question.outline,
             answer=answer,
         )
-    except llm.LLMError as exc:
+    except (llm.LLMError, BudgetSpent) as exc:
         logger.warning("feedback failed for question %s: %s", question.pk, exc)
         if question.source == Question.Source.BANK:
             return rubric_feedback(question=question, answer=answer)

@@ -158,7 +158,12 @@ class LLMSource:
 
     async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
         from interviews import llm
+        from interviews.spend import BudgetSpent, amodel_call_take
 
+        try:
+            await amodel_call_take()
+        except BudgetSpent as exc:
+            raise GenerationFailed("budget", str(exc)) from exc
         try:
             generated = await llm.agenerate_question(
                 topic=session.topic.name,

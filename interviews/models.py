@@ -207,3 +207,17 @@ class Answer(models.Model):
     @property
     def has_feedback(self) -> bool:
         return self.feedback_source != self.FeedbackSource.UNAVAILABLE
+
+
+class ModelCallDay(models.Model):
+    """Calls made to the LLM on one day (UTC), all processes together: the global spend guard
+    (LLM_DAILY_CALL_BUDGET) takes one before every call, by a conditional upsert."""
+
+    day = models.DateField(unique=True)
+    calls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.calls} model calls"

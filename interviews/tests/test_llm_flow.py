@@ -335,3 +335,30 @@ def test_concurrent_feedback_requests_make_at_most_the_cap_of_model_calls(
     assert fake_openai.requests == 1 + 10
     served.refresh_from_db()
     assert served.feedback_requests == 10
+
+
+def test_past_the_daily_call_budget_questions_are_503_not_charged(
+    fake_openai, logged_in, session, candidate, settings, staff_user
+):
+    settings.LLM_DAILY_CALL_BUDGET = 2
+    fake_openai.enqueue(*(ok(question_payload(text=f"Budget question {n}?")) for n in range(5)))
+    for n in range(2):
+        response = logged_in.post(next_url(session), {"request_id": f"budget-{n:04d}"}, **HTMX)
+        assert response.status_code == 200
+    refused = logged_in.post(next_url(session), {"request_id": "budget-0002"}, **HTMX)
+    assert refused.status_code == 503
+    assert "You were not charged" in refused.content.decode()
+    assert fake_openai.requests == 2  # the third call was never made
+    assert balance(candidate) == 1
+    # Feedback on a generated question falls back as when the model fails: free, try later.
+    url = reverse("interviews:answer", kwargs={"session_id": session.pk, "position": 1})
+    answer = logged_in.post(url, {"text": "An answer long enough to be graded."}, **HTMX)
+    assert answer.status_code == 200
+    assert "Feedback is unavailable right now" in answer.content.decode()
+    assert fake_openai.requests == 2
+    # Staff see it on the admin's index.
+    staff = Client()
+    staff.force_login(staff_user)
+    index = staff.get(reverse("admin:index")).content.decode()
+    assert "<strong>2</strong> of 2" in index
+    assert "The budget is spent" in index
