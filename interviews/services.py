@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.db import connection_hand_back
 from interviews.exceptions import (
     AlreadyServed,
     FeedbackLimitReached,
@@ -69,16 +70,14 @@ MAX_FEEDBACK_REQUESTS = 10
 def _db_step[**P, T](step: Callable[P, T]) -> Callable[P, T]:
     """A database step of a flow that waits on the model in between: it runs synchronously (in
     the request's thread) and gives its connection back to the pool when it ends, so that no
-    connection is held while the model runs. Without a pool (SQLite, DB_POOL_MAX_SIZE=0) the
-    connection belongs to the thread and stays; inside a transaction (a test's) it stays too."""
+    connection is held while the model runs (config.db.connection_hand_back)."""
 
     @functools.wraps(step)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return step(*args, **kwargs)
         finally:
-            if getattr(connection, "pool", None) and not connection.in_atomic_block:
-                connection.close()  # back to the pool
+            connection_hand_back()
 
     return run
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from config.db import connection_hand_back
 from interviews.models import ModelCallDay
 
 # Insert the day's row, or count one more call, but only while below the budget: concurrent
@@ -37,8 +38,7 @@ def model_call_take() -> None:
             cursor.execute(_TAKE_SQL, {"day": timezone.now().date(), "budget": budget})
             taken = cursor.fetchone() is not None
     finally:
-        if getattr(connection, "pool", None) and not connection.in_atomic_block:
-            connection.close()  # back to the pool before the call is made
+        connection_hand_back()  # before the call is made
     if not taken:
         raise BudgetSpent(f"the daily budget of {budget} model calls is spent")
 

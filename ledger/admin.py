@@ -15,6 +15,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from config.db import connection_hand_back
 from ledger import services
 from ledger.exceptions import LedgerError
 from ledger.models import Hold, LedgerEntry, TokenAccount
@@ -282,8 +283,7 @@ def _csv_rows(queryset: QuerySet) -> Iterator[str]:
     rows = queryset.order_by("-pk").values_list(*CSV_COLUMNS)
     batch = list(rows[:CSV_BATCH])
     while batch:
-        if getattr(connection, "pool", None) and not connection.in_atomic_block:
-            connection.close()  # back to the pool between batches
+        connection_hand_back()  # between batches
         for row in batch:
             yield writer.writerow([_cell(value) for value in row])
         batch = (
