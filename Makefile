@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # throwaway one unless the environment provides its own.
 TEST_SECRET_KEY := insecure-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: venv devvenv run migrate serve test lint bench clean
+.PHONY: venv devvenv run migrate serve worker test lint bench clean
 
 # --- Environments -------------------------------------------------------------
 
@@ -69,6 +69,23 @@ serve: venv $(STATIC_MANIFEST)
 	$(VENV)/bin/gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker \
 		--bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
 		--graceful-timeout 60 --access-logfile - --no-control-socket
+
+# Production, once per deployment (app servers run `make serve`): the background work (README,
+# "Background work"). The task worker runs what is enqueued; the scheduler enqueues the periodic
+# tasks when due (once per period, however many schedulers run). When either stops, both stop,
+# so a supervisor that restarts `make worker` restarts the pair. More workers, if ever needed:
+# `manage.py db_worker` alone. Same environment as `make serve`, and a migrated database.
+worker: venv
+	@$(PY) manage.py migrate --check >/dev/null || { \
+		echo "make worker: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
+		exit 1; }
+	$(PY) manage.py run_scheduler & \
+	$(PY) manage.py db_worker & \
+	trap 'kill -TERM $$(jobs -p) 2>/dev/null || true' INT TERM; \
+	status=0; wait -n || status=$$?; \
+	kill -TERM $$(jobs -p) 2>/dev/null || true; \
+	wait || true; \
+	exit $$status
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.

@@ -24,7 +24,7 @@ SETTINGS_FROM_ENV = (
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
     "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
-    "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS"
+    "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -55,9 +55,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "servestatic",
     "django_htmx",
+    "django_tasks_db",
     "accounts",
     "ledger",
     "interviews",
+    "scheduler",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +220,29 @@ LOGGING = {
         "django.security.DisallowedHost": {"handlers": ["console_one_line"], "propagate": False},
     },
 }
+
+# Background work (see scheduler/schedule.py): tasks are rows in this database, run by
+# `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+# Email: the ledger check's alerts to staff. EMAIL_URL as django-environ reads it, e.g.
+# smtp+tls://user:password@smtp.example.com:587. Default: a mail server on this machine, like
+# Django's; under DEBUG, the console.
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+_mailer = {"BACKEND": _email["EMAIL_BACKEND"]}
+if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+    _mailer["OPTIONS"] = {
+        "host": _email["EMAIL_HOST"] or "localhost",
+        "port": _email["EMAIL_PORT"] or 25,
+        "username": _email["EMAIL_HOST_USER"] or "",
+        "password": _email["EMAIL_HOST_PASSWORD"] or "",
+        "use_tls": _email.get("EMAIL_USE_TLS", False),
+        "use_ssl": _email.get("EMAIL_USE_SSL", False),
+        "timeout": 30,
+    }
+MAILERS = {"default": _mailer}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="mockroom@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Mockroom ---------------------------------------------------------------------------------
 
