@@ -138,4 +138,7 @@ def ledger_reconcile() -> LedgerReport:
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                # The app's statement timeout (DB_STATEMENT_TIMEOUT_MS) guards requests; a check
+                # of the whole ledger may rightly take longer, so it lifts it for itself.
+                cursor.execute("SET LOCAL statement_timeout = 0")
         return LedgerReport(checked=TokenAccount.objects.count(), problems=ledger_problems())
