@@ -50,8 +50,12 @@ run: venv
 
 # The release step, once per deploy and never part of a server's start (many servers can share
 # one database and start at once): apply migrations (which also load the question bank).
+# In production run it as the migration role, the owner of the schema (DATABASE_URL=its URL
+# make migrate); with DATABASE_RUNTIME_ROLE set, the app servers' role is then granted what the
+# app needs and only SELECT and INSERT on ledger entries (README, "Database roles").
 migrate: venv
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py grant_runtime_role --if-configured
 
 # Static files are collected (hashed, compressed) on each machine when static/ changed.
 STATIC_MANIFEST := staticfiles/staticfiles.json
