@@ -1,5 +1,5 @@
 """Background work of accounts, run by the task worker (`make worker`) on the schedule in
-scheduler/schedule.py.
+config/schedule.py.
 
 Sessions live here rather than in the ledger: a session is a signed-in candidate or staff
 member, which is this app's business; the ledger only ever sees the user.

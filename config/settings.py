@@ -59,7 +59,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "interviews",
-    "scheduler",
+    "config",
 ]
 
 MIDDLEWARE = [
@@ -221,7 +221,7 @@ LOGGING = {
     },
 }
 
-# Background work (see scheduler/schedule.py): tasks are rows in this database, run by
+# Background work (see config/schedule.py): tasks are rows in this database, run by
 # `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 

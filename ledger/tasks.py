@@ -1,5 +1,5 @@
 """Background work of the ledger, run by the task worker (`make worker`) on the schedule in
-scheduler/schedule.py. Each task is a thin call into a service or a selector, so that the
+config/schedule.py. Each task is a thin call into a service or a selector, so that the
 management commands, the request path and the worker share one implementation.
 """
 

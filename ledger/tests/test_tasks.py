@@ -1,5 +1,5 @@
 """The ledger's background tasks do their job (called directly: the worker is tested in
-scheduler/tests)."""
+config/tests/test_scheduler.py)."""
 
 import logging
 from datetime import timedelta

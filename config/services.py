@@ -6,8 +6,8 @@ from django.db import transaction
 from django.tasks import TaskResult
 from django.utils import timezone
 
-from scheduler.models import ScheduledTask
-from scheduler.schedule import SCHEDULE, Periodic
+from config.models import ScheduledTask
+from config.schedule import SCHEDULE, Periodic
 
 
 def periodic_enqueue_if_due(*, periodic: Periodic, now: datetime) -> TaskResult | None:

@@ -1,11 +1,11 @@
-"""The clock of the background work: enqueue each periodic task (scheduler/schedule.py) when due.
+"""The clock of the background work: enqueue each periodic task (config/schedule.py) when due.
 
 Django's tasks framework runs tasks but has no notion of time. This loop supplies it, and stays
 small on purpose:
 
 - It only enqueues; the task worker (`manage.py db_worker`) runs the tasks, so a slow task never
   delays the clock, and more workers can be added.
-- Which period has been enqueued lives in the database (scheduler.models.ScheduledTask), so a
+- Which period has been enqueued lives in the database (config.models.ScheduledTask), so a
   restarted scheduler, or a second one started by mistake, enqueues nothing twice; a scheduler
   that was down when a period began enqueues that period's task once when it comes back.
 - It wakes every few seconds and touches the database only when a period has begun, so a
@@ -26,10 +26,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from scheduler.schedule import SCHEDULE
-from scheduler.services import periodic_enqueue_if_due, schedule_enqueue_due
+from config.schedule import SCHEDULE
+from config.services import periodic_enqueue_if_due, schedule_enqueue_due
 
-logger = logging.getLogger("scheduler")
+logger = logging.getLogger("config.scheduler")
 
 # How often the loop looks at the clock: the delay between a period's start and its enqueue.
 TICK_SECONDS = 5

@@ -16,13 +16,13 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from config.models import ScheduledTask
+from config.schedule import SCHEDULE, Periodic
+from config.services import periodic_enqueue_if_due, schedule_enqueue_due
 from conftest import run_concurrently
 from ledger.models import Hold
 from ledger.services import hold_reserve
 from ledger.tasks import holds_expire_due, ledger_verify
-from scheduler.models import ScheduledTask
-from scheduler.schedule import SCHEDULE, Periodic
-from scheduler.services import periodic_enqueue_if_due, schedule_enqueue_due
 
 ROOT = Path(__file__).resolve().parents[2]
 # 12:00:30 UTC: half a minute into a per-minute period, twelve hours into a daily one.

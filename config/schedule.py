@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from django.tasks import Task
 
 from accounts.tasks import sessions_clear_expired
+from config.tasks import task_results_prune
 from ledger.tasks import holds_expire_due, ledger_verify
-from scheduler.tasks import task_results_prune
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

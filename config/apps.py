@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ProjectConfig(AppConfig):
+    """The project itself as an app: what belongs to no product app (the background work's
+    schedule and its bookkeeping)."""
+
+    name = "config"
+    verbose_name = "Background work"
