@@ -77,8 +77,10 @@
     const alert = document.createElement("div");
     alert.className = "alert alert-error";
     alert.setAttribute("role", "alert");
+    alert.tabIndex = -1;
     alert.textContent = message;
     slot.replaceChildren(alert);
+    alert.focus();
   }
 
   document.addEventListener("htmx:responseError", function () {
@@ -92,12 +94,29 @@
     );
   });
 
-  // Move focus to a newly delivered question, for keyboard and screen-reader users.
-  document.addEventListener("htmx:afterSettle", function () {
+  // Move focus to a newly delivered question, for keyboard and screen-reader users; on a
+  // refusal, to its alert; after an answer, to its error or its feedback (the form that had
+  // focus was replaced).
+  document.addEventListener("htmx:afterSettle", function (event) {
     const target = document.querySelector("[data-focus-me]");
-    if (!target) return;
-    target.removeAttribute("data-focus-me");
-    target.focus();
-    target.scrollIntoView({ block: "start", behavior: "smooth" });
+    if (target) {
+      target.removeAttribute("data-focus-me");
+      target.focus();
+      target.scrollIntoView({ block: "start", behavior: "smooth" });
+      return;
+    }
+    const settled = event.detail.target;
+    if (settled && settled.id === "question-alert") {
+      const alert = settled.querySelector("[role=alert]");
+      if (alert) alert.focus();
+      return;
+    }
+    const config = event.detail.requestConfig;
+    const form = config && config.elt;
+    if (form instanceof HTMLFormElement && form.classList.contains("answer-form")) {
+      const card = document.querySelector(form.getAttribute("hx-target"));
+      const next = card && (card.querySelector("[role=alert]") || card.querySelector(".feedback"));
+      if (next && next !== document.activeElement) next.focus();
+    }
   });
 })();

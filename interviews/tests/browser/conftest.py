@@ -2,12 +2,20 @@
 
 Every page records its console errors and uncaught exceptions; a test that produced any
 fails (the product promises a clean console).
+
+Every page is also audited for accessibility with axe-core (vendored, see vendor/README.md)
+against the WCAG 2.0, 2.1 and 2.2 A and AA rules: each time a page loads (at its own width),
+whenever a test calls `a11y.audit(page, label)` (a state reached without a page load: an alert,
+feedback, a new question; at desktop and phone widths), and at the end of every test for each
+page still open (at both widths). Any violation fails the test with the rule, the element and
+the page. New pages and states are covered by default: a test that visits them audits them.
 """
 
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +26,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
+    Error,
     Page,
     Playwright,
     expect,
@@ -38,6 +47,30 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+AUDIT_VIEWPORTS = (DESKTOP, PHONE)
+
+# axe-core, injected into every document by the test's browser context (an init script runs
+# outside the page's CSP: the app's policy stays strict and is still enforced in the tests).
+AXE_PATH = Path(__file__).parent / "vendor" / "axe.min.js"
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+AXE_RUN = """async (tags) => {
+  // One run at a time per document: a page's load audit may overlap a test's own audit.
+  const run = async () => {
+    await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    const result = await axe.run(document, {
+      runOnly: {type: "tag", values: tags}, resultTypes: ["violations"],
+    });
+    return {width: window.innerWidth, violations: result.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({
+        target: n.target.join(" "), summary: (n.failureSummary || "").replace(/\\s+/g, " "),
+      })),
+    }))};
+  };
+  const queued = (window.__axeQueue || Promise.resolve()).then(run, run);
+  window.__axeQueue = queued.catch(() => null);
+  return queued;
+}"""
 
 
 def chromium_path() -> str:
@@ -89,6 +122,87 @@ class ConsoleLog:
         return new
 
 
+@dataclass
+class A11yAudit:
+    """axe-core's WCAG A/AA violations on every page a test opened.
+
+    watch() audits a page at each load (at its current width); audit() audits the page as it
+    is now, at desktop and phone widths (then restores its size); finish() audits every page
+    still open. Violations are collected and fail the test at its end, one line per element.
+    """
+
+    violations: list[str] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
+    runs: int = 0
+    reported: int = 0
+    _seen: set[tuple[str, ...]] = field(default_factory=set)
+
+    def watch(self, page: Page) -> Page:
+        self.pages.append(page)
+        page.on("load", lambda: self._on_load(page))
+        return page
+
+    def _on_load(self, page: Page) -> None:
+        try:
+            self._run(page, f"loaded {page.url}")
+        except Error as exc:
+            # The test moved on (another navigation, or the page closed) while axe ran: the
+            # next document gets its own audit, and every open page one more at the end.
+            if not _navigated_away(exc):
+                self.violations.append(f"axe could not audit {page.url}: {exc}")
+
+    def audit(self, page: Page, label: str, *, viewports=AUDIT_VIEWPORTS) -> None:
+        """Audit `page` in its current state at each viewport (desktop and phone by default)."""
+        original = page.viewport_size
+        try:
+            for viewport in viewports:
+                if page.viewport_size != viewport:
+                    page.set_viewport_size(viewport)
+                self._run(page, label)
+        finally:
+            if original and page.viewport_size != original:
+                page.set_viewport_size(original)
+
+    def finish(self) -> None:
+        for page in self.pages:
+            if not page.is_closed():
+                self.audit(page, f"end of test {page.url}")
+
+    def _run(self, page: Page, label: str) -> None:
+        self.runs += 1
+        result = page.evaluate(AXE_RUN, WCAG_TAGS)
+        width = result["width"]
+        for violation in result["violations"]:
+            for node in violation["nodes"]:
+                key = (page.url, str(width), violation["id"], node["target"])
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+                self.violations.append(
+                    f"{violation['id']} ({violation['impact']}) on {page.url} at {width}px "
+                    f"[{label}]: {violation['help']}\n    element: {node['target']}\n"
+                    f"    {node['summary']}"
+                )
+
+    def unreported(self) -> list[str]:
+        new = self.violations[self.reported :]
+        self.reported = len(self.violations)
+        return new
+
+
+def _navigated_away(exc: Error) -> bool:
+    text = str(exc)
+    return any(
+        reason in text
+        for reason in (
+            "Execution context was destroyed",
+            "Target page, context or browser has been closed",
+            "Cannot find context",
+            "navigat",
+        )
+    )
+
+
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
@@ -110,15 +224,23 @@ def console_log() -> ConsoleLog:
 
 
 @pytest.fixture
-def new_page(browser: Browser, console_log: ConsoleLog) -> Iterator[Callable[..., Page]]:
+def a11y() -> A11yAudit:
+    return A11yAudit()
+
+
+@pytest.fixture
+def new_page(
+    browser: Browser, console_log: ConsoleLog, a11y: A11yAudit
+) -> Iterator[Callable[..., Page]]:
     """new_page(viewport=...) -> a page in a fresh context (its own cookies), watched."""
     contexts = []
 
     def make(*, viewport: dict | None = None) -> Page:
         context = browser.new_context(viewport=viewport or DESKTOP)
         context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(path=AXE_PATH)
         contexts.append(context)
-        return console_log.watch(context.new_page())
+        return a11y.watch(console_log.watch(context.new_page()))
 
     yield make
     for context in contexts:
@@ -126,6 +248,14 @@ def new_page(browser: Browser, console_log: ConsoleLog) -> Iterator[Callable[...
     late = console_log.unreported()
     if late:
         pytest.fail("Browser console errors:\n" + "\n".join(late), pytrace=False)
+    late = a11y.unreported()
+    if late:
+        pytest.fail(_a11y_report(late), pytrace=False)
+
+
+def _a11y_report(violations: list[str]) -> str:
+    head = f"Accessibility (axe-core, WCAG A/AA): {len(violations)} violation(s):"
+    return "\n".join([head, *violations])
 
 
 @pytest.fixture
@@ -135,14 +265,22 @@ def page(new_page: Callable[..., Page]) -> Page:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """Fail the test itself (so xfail markers apply) when its pages logged errors."""
+    """Fail the test itself (so xfail markers apply) when its pages logged errors or, audited
+    once more at its end, have accessibility violations."""
     log = getattr(item, "funcargs", {}).get("console_log")
+    a11y = getattr(item, "funcargs", {}).get("a11y")
     try:
         result = yield
     except BaseException:
         if log is not None and (errors := log.unreported()):
             item.add_report_section("call", "browser console", "\n".join(errors))
+        if a11y is not None and (violations := a11y.unreported()):
+            item.add_report_section("call", "accessibility", "\n".join(violations))
         raise
+    if a11y is not None:
+        a11y.finish()
     if log is not None and (errors := log.unreported()):
         pytest.fail("Browser console errors:\n" + "\n".join(errors), pytrace=False)
+    if a11y is not None and (violations := a11y.unreported()):
+        pytest.fail(_a11y_report(violations), pytrace=False)
     return result

@@ -1,5 +1,8 @@
 """A candidate's path through Mockroom in a real browser: signup, paid questions, feedback,
-receipts, the staff's view of the ledger, keyboard use, a phone screen, and privacy."""
+receipts, the staff's view of the ledger, keyboard use, a phone screen, and privacy.
+
+Every page these tests open is audited with axe-core (see conftest.py); `a11y.audit(page, ...)`
+adds the states reached without a page load (a question, an alert, feedback) at both widths."""
 
 import itertools
 import re
@@ -100,7 +103,7 @@ def has_horizontal_scroll(page: Page) -> bool:
 
 
 def test_tokens_buy_questions_until_refused(
-    live_server, page: Page, settings, console_log, tmp_path
+    live_server, page: Page, settings, console_log, tmp_path, a11y
 ) -> None:
     settings.WELCOME_TOKENS = 3
     base = live_server.url
@@ -112,10 +115,12 @@ def test_tokens_buy_questions_until_refused(
     expect(page.get_by_role("status").filter(has_text="You have 3 tokens")).to_be_visible()
     react = page.locator("li.topic-card").filter(has=page.get_by_role("heading", name="ReactJS"))
     expect(react).to_contain_text(re.compile(r"0 of \d+ seen"))
+    a11y.audit(page, "first dashboard: welcome message, no past sessions")
 
     start_session(page, difficulty="Easy")
     expect(page.locator("h1 .pill")).to_have_text("Easy")
     expect(question_button(page)).to_have_text("First question (1 token)")
+    a11y.audit(page, "empty session")
     set_reload_marker(page)
 
     for position, before in enumerate([3, 2, 1], start=1):
@@ -132,6 +137,11 @@ def test_tokens_buy_questions_until_refused(
             f"document.activeElement === document.querySelector('#q-{position} h2')"
         )
         assert_not_reloaded(page)
+    # Before the click: the page says there are no tokens left, and who grants more.
+    hint = page.locator("#token-hint")
+    expect(hint).to_contain_text("You have 0 tokens")
+    expect(hint).to_contain_text("Mockroom team")
+    a11y.audit(page, "session with three questions, 0 tokens left")
 
     # Out of tokens: a 402 with a message in the page, no charge, no card.
     console_log.allow_status(402, "/questions/")
@@ -143,6 +153,7 @@ def test_tokens_buy_questions_until_refused(
     expect(page.locator("#question-list > li.question-card")).to_have_count(3)
     expect(question_button(page)).to_be_enabled()
     assert_not_reloaded(page)
+    a11y.audit(page, "session with the out-of-tokens alert")
     page.screenshot(path=tmp_path / "session-page.png", full_page=True)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Receipts").click()
@@ -162,6 +173,7 @@ def test_tokens_buy_questions_until_refused(
     expect(grant.locator("td").nth(1)).to_contain_text("Welcome tokens")
     expect(grant.locator("td").nth(2)).to_have_text("+3")
     expect(grant.locator("td").nth(3)).to_have_text("3")
+    a11y.audit(page, "receipts")
 
 
 def test_question_button_says_next_after_the_first_question(live_server, page: Page) -> None:
@@ -197,7 +209,7 @@ def test_question_button_is_disabled_while_generating(live_server, page: Page) -
 
 
 def test_feedback_arrives_in_place_and_short_answers_are_refused(
-    live_server, page: Page, console_log
+    live_server, page: Page, console_log, a11y
 ) -> None:
     sign_up(page, live_server.url, new_email())
     start_session(page)
@@ -218,6 +230,7 @@ def test_feedback_arrives_in_place_and_short_answers_are_refused(
     expect(feedback.get_by_role("heading", name="What was missing")).to_be_visible()
     expect(feedback.get_by_role("heading", name="A model outline")).to_be_visible()
     assert_not_reloaded(page)
+    a11y.audit(page, "question with feedback")
 
     # Too short: a 422 with the error in the card; the answer and the feedback stay.
     console_log.allow_status(422, "/answer/")
@@ -230,6 +243,7 @@ def test_feedback_arrives_in_place_and_short_answers_are_refused(
     expect(feedback.locator(".score")).to_have_text(re.compile(r"^\d+ / 10$"))
     expect(page.locator("#question-list > li.question-card")).to_have_count(1)
     assert_not_reloaded(page)
+    a11y.audit(page, "question with feedback and a refused answer")
 
     page.get_by_role("button", name="End session").click()
     summary = page.get_by_role("region", name="Session summary")
@@ -250,7 +264,7 @@ def admin_log_in(page: Page, base_url: str, email: str, password: str) -> None:
 
 
 def test_staff_sees_the_candidate_ledger_in_the_admin(
-    live_server, page: Page, new_page: Callable[..., Page], settings, console_log
+    live_server, page: Page, new_page: Callable[..., Page], settings, console_log, a11y
 ) -> None:
     settings.WELCOME_TOKENS = 3
     base = live_server.url
@@ -276,6 +290,7 @@ def test_staff_sees_the_candidate_ledger_in_the_admin(
         expect(row.locator(".field-account_email")).to_have_text(email)
         expect(row.locator(".field-kind")).to_have_text(kind)
         expect(row.locator(".field-balance_after")).to_have_text(str(balance_after))
+    a11y.audit(staff, "admin: the ledger list")
 
     staff.locator("#changelist-filter").get_by_role("link", name="Debit", exact=True).click()
     expect(staff).to_have_url(re.compile(r"[?&]kind__exact=debit\b"))
@@ -284,6 +299,7 @@ def test_staff_sees_the_candidate_ledger_in_the_admin(
     expect(debits.locator(".field-kind")).to_have_text("Debit")
     expect(debits.locator(".field-account_email")).to_have_text(email)
     expect(debits.locator(".field-balance_delta")).to_have_text("-1")
+    a11y.audit(staff, "admin: the ledger list filtered to debits")
 
     staff.goto(f"{base}/admin/ledger/tokenaccount/")
     account = staff.locator("#result_list tbody tr").filter(has_text=email)
