@@ -281,4 +281,4 @@ HOLD_TTL_SECONDS = env.int(
 LLM_DAILY_CALL_BUDGET = env.int("LLM_DAILY_CALL_BUDGET", default=0)
 # Model calls (questions and feedback) in flight at once in one app process. Past it a request
 # is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
-LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=200)
+LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=300)
