@@ -129,7 +129,7 @@ else:
         _db_options["pool"] = {
             "min_size": min(env.int("DB_POOL_MIN_SIZE", default=1), _pool_max),
             "max_size": _pool_max,
-            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
         _db["CONN_MAX_AGE"] = 0
     else:
