@@ -203,13 +203,16 @@ def _navigated_away(exc: Error) -> bool:
     )
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while sync Playwright runs, its event loop counts as running in
+# this thread, so later non-browser tests that call async_to_sync (the model client) would
+# fail. A module's tests share one Chromium; it stops before the next test module.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(
         executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
