@@ -686,9 +686,10 @@ WITH grant_entry AS (
     RETURNING id, hold_id, kind
 )
 INSERT INTO {served} (
-    session_id, user_id, topic_id, question_id, position, cycle, hold_id, debit_id, served_at
+    session_id, user_id, topic_id, question_id, position, cycle, hold_id, debit_id, served_at,
+    feedback_requests
 )
-SELECT %(session)s, %(user)s, %(topic)s, q.id, h.n, 1, h.id, d.id, h.at + interval '1 second'
+SELECT %(session)s, %(user)s, %(topic)s, q.id, h.n, 1, h.id, d.id, h.at + interval '1 second', 0
 FROM numbered AS h
 JOIN debits AS d ON d.hold_id = h.id AND d.kind = 'debit'
 JOIN (
