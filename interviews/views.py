@@ -146,12 +146,10 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
             session=session, request_id=form.cleaned_data["request_id"]
         )
     except InsufficientTokens as exc:
-        status, message = (
-            402,
-            (
-                f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
-                "Ask the Mockroom team for more tokens."
-            ),
+        status = 402
+        message = (
+            f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
+            "Ask the Mockroom team for more tokens."
         )
     except RequestInProgress:
         # The page asks again with the same request id after Retry-After (backing off): the

@@ -18,11 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-# Playwright's sync API runs an event loop in the test thread; without this Django refuses
-# the ORM calls the tests make (creating a staff user, checking the question bank).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -208,8 +203,20 @@ def _navigated_away(exc: Error) -> bool:
 # fail. A module's tests share one Chromium; it stops before the next test module.
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
+    # Playwright's sync API runs an event loop in the test thread; while it does, Django would
+    # refuse the ORM calls the tests make (creating a staff user, checking the question bank).
+    # Only for these modules: elsewhere the check stays on and catches database access from
+    # async code.
+    unsafe = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            yield p
+    finally:
+        if unsafe is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
 
 
 @pytest.fixture(scope="module")
