@@ -64,7 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "config.middleware.PrivatePagesMiddleware",
+    "config.middleware.private_pages_middleware",
     # ServeStatic (WhiteNoise's async-capable successor): a sync-only middleware here would
     # put every request of the ASGI server through a thread, the async question view included.
     "servestatic.middleware.ServeStaticMiddleware",
@@ -77,7 +77,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "ledger.middleware.BalanceBadgeMiddleware",
+    "ledger.middleware.balance_badge_middleware",
 ]
 
 ROOT_URLCONF = "config.urls"
