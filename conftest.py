@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection, connections
+from django.test import override_settings
 
 # The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM.
 pytest_plugins = ["interviews.tests.fake_openai"]
@@ -23,6 +24,11 @@ def pytest_configure(config: pytest.Config) -> None:
             "The tests need PostgreSQL (row locks, triggers): run `make test`, or set "
             f"DATABASE_URL / TEST_DATABASE_URL to a PostgreSQL server (got {engine})."
         )
+    # The tests' cache is this process's memory, whatever REDIS_URL says (one test uses a real
+    # Redis on purpose: config/tests/test_limits.py); it is emptied before each test.
+    override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    ).enable()
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +39,14 @@ def _test_settings(settings) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Rate and in-flight counters do not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture

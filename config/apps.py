@@ -7,3 +7,6 @@ class ProjectConfig(AppConfig):
 
     name = "config"
     verbose_name = "Background work"
+
+    def ready(self) -> None:
+        from config import checks  # noqa: F401  (registers the system checks)

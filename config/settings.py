@@ -10,6 +10,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from config.limits import parse_rates
 from interviews.budget import hold_ttl_seconds, worst_case_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,7 +25,8 @@ SETTINGS_FROM_ENV = (
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
     "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
-    "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL"
+    "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
+    "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -195,9 +197,10 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto and appends the client's address
+# to X-Forwarded-For (the rate limits count per address: config.limits.client_ip).
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 
 LOGGING = {
     "version": 1,
@@ -224,6 +227,24 @@ LOGGING = {
 # Background work (see config/schedule.py): tasks are rows in this database, run by
 # `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+# The cache holds the rate and in-flight limits' counters, so every app process must share it:
+# Redis in production (REDIS_URL, e.g. redis://127.0.0.1:6379/0), this process's memory for
+# `make run` and the tests (then each process counts alone: a deploy check warns).
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that does not answer must not hold requests up (the limits then let
+            # requests through, see config.limits).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mockroom"}
+    )
+}
 
 # Email: the ledger check's alerts to staff. EMAIL_URL as django-environ reads it, e.g.
 # smtp+tls://user:password@smtp.example.com:587. Default: a mail server on this machine, like
@@ -282,3 +303,16 @@ LLM_DAILY_CALL_BUDGET = env.int("LLM_DAILY_CALL_BUDGET", default=0)
 # Model calls (questions and feedback) in flight at once in one app process. Past it a request
 # is refused at once with 503 "not charged": overload becomes clear refusals, not a queue.
 LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=300)
+
+# Rate limits on the paths that spend money, in the shared cache (README, "Limits"): requests a
+# period per user and per client address, in django-allauth's syntax (amount/period/key).
+# RATE_LIMITS=false turns every rate limit off, ours and allauth's (load tests sign up hundreds
+# of candidates from one address); the in-flight limit below stays.
+RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS", default=True)
+RATE_LIMIT_QUESTIONS = env.str("RATE_LIMIT_QUESTIONS", default="20/m/user,300/m/ip")
+RATE_LIMIT_FEEDBACK = env.str("RATE_LIMIT_FEEDBACK", default="20/m/user,300/m/ip")
+for _name in ("RATE_LIMIT_QUESTIONS", "RATE_LIMIT_FEEDBACK"):
+    parse_rates(globals()[_name], setting=_name)  # a bad rate stops the start, naming it
+# Model calls (questions and feedback) one candidate may have in flight at once, all processes
+# together; another one is refused at once with 429 "not charged". 0: no limit.
+LLM_MAX_IN_FLIGHT_PER_USER = env.int("LLM_MAX_IN_FLIGHT_PER_USER", default=1)

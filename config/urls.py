@@ -15,3 +15,5 @@ urlpatterns = [
 ]
 
 handler500 = "config.views.server_error"
+# Not one of Django's handlers: django-allauth renders its rate limits' refusals with it.
+handler429 = "config.views.too_many_requests"

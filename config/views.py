@@ -1,7 +1,9 @@
 import sys
+from contextlib import suppress
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -11,6 +13,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.defaults import server_error as django_server_error
 from django_htmx.http import reswap, retarget
+
+from config.limits import Limited, parse_rates, refusal
 
 # What a request that could not reach the database is told. Nothing was charged: every change of
 # a balance is one transaction, and a hold whose release could not be written expires by itself.
@@ -66,4 +70,27 @@ def server_error(request: HttpRequest) -> HttpResponse:
         template = loader.get_template("503.html")
         response = HttpResponse(template.render({"message": DATABASE_BUSY}), status=503)
     response["Retry-After"] = "5"
+    return response
+
+
+def _longest_account_period() -> int:
+    """The longest window of django-allauth's rate limits (ACCOUNT_RATE_LIMITS), else 60 s:
+    allauth asks for the 429 page without saying which limit refused or for how long."""
+    limits = getattr(settings, "ACCOUNT_RATE_LIMITS", None)
+    periods = []
+    for text in limits.values() if isinstance(limits, dict) else ():
+        if isinstance(text, str) and text:
+            with suppress(ImproperlyConfigured):
+                periods += [r.period for r in parse_rates(text, keys=("user", "ip", "key"))]
+    return max(periods, default=60)
+
+
+def too_many_requests(request: HttpRequest, exception: Limited | None = None) -> HttpResponse:
+    """handler429: the page for a request a rate limit refused, with Retry-After. django-allauth
+    calls it with the request alone when its own limits (signup, login, password reset) refuse.
+    """
+    if exception is None:
+        exception = refusal("Too many attempts", _longest_account_period())
+    response = render(request, "429.html", {"message": exception.message}, status=429)
+    response["Retry-After"] = str(exception.retry_after)
     return response

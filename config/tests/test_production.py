@@ -17,6 +17,7 @@ PRODUCTION = {
     "SECRET_KEY": "a-long-random-production-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
     "DEBUG": "false",
     "DATABASE_URL": "postgres://mockroom@127.0.0.1:5432/mockroom",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
     "ALLOWED_HOSTS": "mockroom.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://mockroom.example.com",
     "BEHIND_TLS_PROXY": "true",

@@ -1,0 +1,225 @@
+"""Rate and concurrency limits in the shared cache (Redis in production, local memory otherwise).
+
+Rates are written as django-allauth writes its ACCOUNT_RATE_LIMITS: "20/m/user,300/m/ip" is at
+most 20 requests a minute per user and 300 a minute per client address. A period is s, m, h or
+d, optionally with a multiplier ("5m"). The parsing is our own: allauth's rate-limit module is
+internal to allauth, and its public wrapper says it is to be deprecated.
+
+Each rate is a fixed window: a counter per key and per window, created with `add` and counted
+with `incr` (both atomic in Redis and in local memory), so any number of processes sharing the
+cache count together. A refusal says exactly when its window ends (`Limited.retry_after`).
+
+`in_flight` bounds the calls one key (a user) has running at once: a counter taken before the
+call and given back after it, with a time to live, so that a process killed mid-call cannot
+block the key for longer than that.
+
+A cache that fails does not refuse anyone: the limits are a brake on abuse, and the money is
+guarded by the ledger and the daily model budget, which live in the database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+KEYS = ("user", "ip")
+NOT_CHARGED = "You were not charged."
+
+
+@dataclass(frozen=True)
+class Rate:
+    amount: int  # requests allowed in a window
+    period: int  # the window's length, in seconds
+    per: str  # "user" or "ip"
+
+    def __str__(self) -> str:
+        return f"{self.amount}/{self.period}s/{self.per}"
+
+
+class Limited(Exception):
+    """A request refused by a limit: a 429 with Retry-After and this message."""
+
+    def __init__(self, retry_after: int, message: str) -> None:
+        self.retry_after = max(1, int(retry_after))
+        self.message = message
+        super().__init__(message)
+
+
+def parse_period(text: str) -> int:
+    """A period in seconds: m is 60, 5m is 300, 2h is 7200; ValueError for anything else."""
+    unit, multiplier = text[-1:], text[:-1]
+    if unit not in PERIODS or not (multiplier == "" or multiplier.isdigit()):
+        raise ValueError(f"bad period {text!r}")
+    seconds = PERIODS[unit] * int(multiplier or 1)
+    if seconds <= 0:
+        raise ValueError(f"bad period {text!r}")
+    return seconds
+
+
+def parse_rates(
+    text: str, *, setting: str = "a rate", keys: Iterable[str] = KEYS
+) -> tuple[Rate, ...]:
+    """Parse "20/m/user,300/m/ip" (allauth's syntax; a rate without a key is per address).
+
+    Raises ImproperlyConfigured naming the setting and the part that is wrong.
+    """
+    keys = tuple(keys)
+    rates = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        fields = part.split("/")
+        if len(fields) == 2:
+            fields.append("ip")
+        try:
+            if len(fields) != 3 or fields[2] not in keys or not fields[0].isdigit():
+                raise ValueError(part)
+            rate = Rate(amount=int(fields[0]), period=parse_period(fields[1]), per=fields[2])
+            if rate.amount < 1:
+                raise ValueError(part)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{setting}={text!r}: {part!r} is not a rate. Write amount/period/key, several "
+                f"separated by commas, e.g. '20/m/user,300/m/ip': amount at least 1, period s, "
+                f"m, h or d with an optional multiplier (5m), key {' or '.join(keys)}. "
+                "RATE_LIMITS=false turns the rate limits off."
+            ) from None
+        rates.append(rate)
+    return tuple(rates)
+
+
+@lru_cache(maxsize=64)
+def _rates(text: str) -> tuple[Rate, ...]:
+    return parse_rates(text)
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or behind our TLS proxy (BEHIND_TLS_PROXY) the last
+    X-Forwarded-For entry, the one that proxy appended (earlier entries are whatever the client
+    sent). An IPv6 address counts as its /64: one host usually holds a whole /64."""
+    address = request.META.get("REMOTE_ADDR", "")
+    if getattr(settings, "BEHIND_TLS_PROXY", False):
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if hop := forwarded.split(",")[-1].strip():
+            address = hop
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def in_words(seconds: int) -> str:
+    """40 -> "40 seconds", 300 -> "5 minutes", 5400 -> "2 hours" (rounded up)."""
+    if seconds <= 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    if seconds <= 90 * 60:
+        minutes = math.ceil(seconds / 60)
+        return f"{minutes} minutes"
+    hours = math.ceil(seconds / 3600)
+    return f"{hours} hours"
+
+
+def refusal(what: str, retry_after: int) -> Limited:
+    """The refusal every limit gives: what was refused, when to try again, nothing charged."""
+    retry_after = max(1, int(retry_after))
+    return Limited(retry_after, f"{what}: try again in {in_words(retry_after)}. {NOT_CHARGED}")
+
+
+def _now() -> float:
+    return time.time()
+
+
+async def _acount(key: str, timeout: int) -> int:
+    """Add one to a counter, creating it (with its time to live) when it does not exist."""
+    for _ in range(2):
+        try:
+            return await cache.aincr(key)
+        except ValueError:  # no such key (new, or it expired between two calls)
+            if await cache.aadd(key, 1, timeout):
+                return 1
+    return await cache.aincr(key)
+
+
+async def arate_limit(request: HttpRequest, *, action: str, rates: str, what: str) -> None:
+    """Count this request against each rate of `rates` (a setting's text), or raise Limited
+    with the wait until the latest window that refused it ends.
+
+    Per user when the request has an authenticated user, per client address always. Nothing
+    when RATE_LIMITS is false.
+    """
+    if not settings.RATE_LIMITS_ENABLED:
+        return
+    user = getattr(request, "user", None)
+    idents = {"ip": client_ip(request)}
+    if user is not None and user.is_authenticated:
+        idents["user"] = str(user.pk)
+    now = _now()
+    wait = 0
+    for rate in _rates(rates):
+        ident = idents.get(rate.per)
+        if ident is None:
+            continue
+        window = int(now // rate.period)
+        left = (window + 1) * rate.period - now  # until this window ends
+        key = f"limit:{action}:{rate.per}:{ident}:{rate.period}:{window}"
+        try:
+            count = await _acount(key, timeout=math.ceil(left) + 1)
+        except Exception:  # the cache is down: let the request through (see the module's doc)
+            logger.exception("rate limit %s not checked: the cache failed", action)
+            return
+        if count > rate.amount:
+            wait = max(wait, math.ceil(left))
+    if wait:
+        raise refusal(what, wait)
+
+
+@asynccontextmanager
+async def in_flight(
+    key: str, *, limit: int, ttl: int, what: str, retry_after: int = 5
+) -> AsyncIterator[None]:
+    """Hold one of `limit` slots of `key` for the body, or raise Limited at once (no queue).
+
+    `limit` 0 means no limit. The counter lives `ttl` seconds after the last slot was taken:
+    set it to the longest the body may run, so a process killed in the body frees its slot by
+    then at the latest.
+    """
+    if limit <= 0:
+        yield
+        return
+    counter = f"inflight:{key}"
+    try:
+        taken = await _acount(counter, timeout=ttl)
+        await cache.atouch(counter, ttl)
+    except Exception:  # the cache is down: let the call through (see the module's doc)
+        logger.exception("in-flight limit %s not checked: the cache failed", key)
+        yield
+        return
+    try:
+        if taken > limit:
+            raise refusal(what, retry_after)
+        yield
+    finally:
+        try:
+            await cache.adecr(counter)
+        except ValueError:  # expired meanwhile: nothing left to give back
+            pass
+        except Exception:
+            logger.exception("in-flight limit %s: could not give the slot back", key)
