@@ -123,6 +123,8 @@ COMMON_ENV: dict[str, str] = {
     "LOG_LEVEL": "WARNING",
     "LLM_TIMEOUT_SECONDS": "20",
     "LLM_MAX_RETRIES": "0",
+    # Hundreds of candidates sign up and buy from one address: no rate limits (README, "Limits").
+    "RATE_LIMITS": "false",
     "PYTHONUNBUFFERED": "1",
 }
 

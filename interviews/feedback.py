@@ -72,11 +72,16 @@ def rubric_feedback(*, question: Question, answer: str) -> Feedback:
     )
 
 
+def feedback_calls_model() -> bool:
+    """Whether feedback is asked of the model (counted by the in-flight limit)."""
+    return settings.QUESTION_SOURCE == "openai"
+
+
 async def afeedback_for(*, question: Question, answer: str) -> Feedback:
     """LLM feedback when QUESTION_SOURCE is openai; on failure the rubric for bank questions,
     and "unavailable" (try again, free) for generated ones. The call is counted against the
     daily budget first (a spent budget is a failure like any other)."""
-    if settings.QUESTION_SOURCE != "openai":
+    if not feedback_calls_model():
         return rubric_feedback(question=question, answer=answer)
     from interviews import llm
     from interviews.spend import BudgetSpent, amodel_call_take

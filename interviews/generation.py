@@ -42,6 +42,7 @@ REGENERATE_REASONS = frozenset({"malformed", "off_schema", "empty"})
 
 class QuestionSource(Protocol):
     name: str
+    calls_model: bool  # each proposal is a model call (counted by the in-flight limit)
 
     async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal: ...
 
@@ -55,6 +56,7 @@ class BankSource:
     """
 
     name = "bank"
+    calls_model = False
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.SystemRandom()
@@ -155,6 +157,7 @@ class LLMSource:
     """Asks the configured OpenAI-compatible model for a new question."""
 
     name = "openai"
+    calls_model = True
 
     async def propose(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
         from interviews import llm

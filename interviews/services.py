@@ -3,6 +3,8 @@
 question_next is the token promise in code:
 
     hold_reserve            1 token reserved (or InsufficientTokens / replay / 409 / 422)
+    model_call_slot         the LLM only: one of the candidate's in-flight model calls, or
+                            Limited (429) and the hold released: not charged
     propose + validate      the bank or the LLM, NO transaction open and no database connection
                             held; invalid or duplicate proposals are proposed again, free, a
                             bounded number of times
@@ -19,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.db import connection_hand_back
+from config.limits import Limited, in_flight
 from interviews.exceptions import (
     AlreadyServed,
     FeedbackLimitReached,
@@ -38,7 +41,7 @@ from interviews.exceptions import (
     PoolChanged,
     SessionEnded,
 )
-from interviews.feedback import Feedback, afeedback_for
+from interviews.feedback import Feedback, afeedback_for, feedback_calls_model
 from interviews.generation import Proposal, QuestionSource, question_source
 from interviews.models import (
     KEY_POINTS_MAX,
@@ -65,6 +68,26 @@ logger = logging.getLogger(__name__)
 MAX_POOL_COLLISIONS = 5
 # Feedback is free, but each request can be an LLM call: a question gets this many at most.
 MAX_FEEDBACK_REQUESTS = 10
+
+
+# What a candidate over LLM_MAX_IN_FLIGHT_PER_USER is told, and when to try again (seconds).
+IN_FLIGHT_REFUSED = "You already have a question or feedback being prepared"
+IN_FLIGHT_RETRY_AFTER = 5
+
+
+def model_call_slot(*, user_id: int, calls_model: bool) -> AbstractAsyncContextManager[None]:
+    """One of the candidate's LLM_MAX_IN_FLIGHT_PER_USER model calls, all processes together,
+    held for the body; Limited at once when they are all taken. The slot frees itself after
+    HOLD_TTL_SECONDS (the longest a call may take) if its process dies."""
+    if not calls_model:
+        return nullcontext()
+    return in_flight(
+        f"model-calls:user:{user_id}",
+        limit=settings.LLM_MAX_IN_FLIGHT_PER_USER,
+        ttl=settings.HOLD_TTL_SECONDS,
+        what=IN_FLIGHT_REFUSED,
+        retry_after=IN_FLIGHT_RETRY_AFTER,
+    )
 
 
 def _db_step[**P, T](step: Callable[P, T]) -> Callable[P, T]:
@@ -134,10 +157,14 @@ async def aquestion_next(
     if isinstance(started, NextQuestion):
         return started
     hold, pool = started
+    source = source or question_source()
     try:
-        served = await _propose_and_capture(
-            session=session, hold=hold, pool=pool, source=source or question_source()
-        )
+        # Only a fresh reservation takes a slot: the page's poll of a request in progress (the
+        # same request id) got its 409 from hold_reserve above, never a 429.
+        async with model_call_slot(user_id=session.user_id, calls_model=source.calls_model):
+            served = await _propose_and_capture(
+                session=session, hold=hold, pool=pool, source=source
+            )
     except BaseException as exc:
         note = _failure_note(exc)
         await sync_to_async(_release)(hold=hold, note=note, actor=session.user)
@@ -159,6 +186,8 @@ def _release(*, hold: Hold, note: str, actor: User) -> None:
 
 
 def _failure_note(exc: BaseException) -> str:
+    if isinstance(exc, Limited):
+        return f"refused ({exc.message})"
     if isinstance(exc, GenerationFailed):
         return f"generation failed ({exc})"
     return f"error ({exc.__class__.__name__}: {exc})"
@@ -309,11 +338,14 @@ async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
     """Store the answer with its feedback. Free: the question was paid for.
 
     When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
-    FeedbackUnavailable is raised and the earlier answer stays.
+    FeedbackUnavailable is raised and the earlier answer stays. Limited when the candidate has
+    LLM_MAX_IN_FLIGHT_PER_USER model calls running already.
     """
-    earlier = await sync_to_async(_feedback_request_take)(served=served)
-    # May call the LLM: no transaction open, no connection held.
-    feedback = await afeedback_for(question=served.question, answer=text)
+    # The candidate's in-flight slot first: a refused request does not use up a feedback request.
+    async with model_call_slot(user_id=served.user_id, calls_model=feedback_calls_model()):
+        earlier = await sync_to_async(_feedback_request_take)(served=served)
+        # May call the LLM: no transaction open, no connection held.
+        feedback = await afeedback_for(question=served.question, answer=text)
     return await sync_to_async(_answer_store)(
         served=served, earlier=earlier, text=text, feedback=feedback
     )

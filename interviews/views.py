@@ -1,11 +1,13 @@
 import uuid
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
+from config.limits import Limited, arate_limit
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
 from interviews.exceptions import (
@@ -142,9 +144,21 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         message = " ".join(form.errors["request_id"])
         return await sync_to_async(_question_refused)(request, session, status=400, message=message)
     try:
+        await arate_limit(
+            request,
+            action="questions",
+            rates=settings.RATE_LIMIT_QUESTIONS,
+            what="Too many question requests",
+        )
         result = await services.aquestion_next(
             session=session, request_id=form.cleaned_data["request_id"]
         )
+    except Limited as exc:  # a rate limit, or the candidate's model calls in flight
+        response = await sync_to_async(_question_refused)(
+            request, session, status=429, message=exc.message
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except InsufficientTokens as exc:
         status = 402
         message = (
@@ -207,9 +221,19 @@ async def answer_submit(
     served = await sync_to_async(_own_question)(request, session_id, position)
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
     status = 422
+    retry_after = None
     if form.is_valid():
         try:
+            await arate_limit(
+                request,
+                action="feedback",
+                rates=settings.RATE_LIMIT_FEEDBACK,
+                what="Too many feedback requests",
+            )
             await services.aanswer_submit(served=served, text=form.cleaned_data["text"])
+        except Limited as exc:  # the form comes back with the text typed and the message
+            form.add_error("text", exc.message)
+            status, retry_after = 429, exc.retry_after
         except FeedbackUnavailable:
             form.add_error(
                 "text",
@@ -222,7 +246,10 @@ async def answer_submit(
             status = 429
     if form.is_valid() and not request.htmx:
         return see_other(served.get_absolute_url())
-    return await sync_to_async(_answer_page)(request, served, form, status)
+    response = await sync_to_async(_answer_page)(request, served, form, status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _answer_page(

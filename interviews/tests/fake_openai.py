@@ -11,6 +11,9 @@ server, so tests exercise timeouts, retries and parsing end to end.
 Use the fixture from another test module with
 `from interviews.tests.fake_openai import fake_openai  # noqa: F401`.
 
+`pause()` holds every request received from then on (counted at once in `requests`) until
+`resume()`: a call that is certainly in flight, with no timing involved.
+
 Behaviours (one per request, from the queue, then `default`): `ok(payload)`, `status(code)`,
 `rate_limited(retry_after=1)`, `hang(seconds)`, `malformed()`, `content(text)`, `refusal()`,
 `empty()`, `no_choices()`. `refused_base_url()` gives a base URL where nothing listens.
@@ -191,6 +194,8 @@ class FakeOpenAI:
         self.latency = latency  # seconds added before every reply
         self._state = _State()
         self._stopping = threading.Event()
+        self._resumed = threading.Event()
+        self._resumed.set()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -200,6 +205,21 @@ class FakeOpenAI:
         """Answer the next requests with these, in order; `default` afterwards."""
         with self._state.lock:
             self._state.queue.extend(behaviours)
+
+    def pause(self) -> None:
+        """Hold the requests received from now on until `resume()` (or `stop()`)."""
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> None:
+        """Block until `count` requests were received (a wait for the server's side of a race,
+        not a measurement); AssertionError if they never come."""
+        deadline = time.monotonic() + timeout
+        while self.requests < count:
+            assert time.monotonic() < deadline, f"{self.requests} requests, expected {count}"
+            time.sleep(0.01)
 
     @property
     def requests(self) -> int:
@@ -274,6 +294,13 @@ class FakeOpenAI:
         with self._state.lock:
             self._state.successes += delta
 
+    def _wait_resumed(self) -> bool:
+        """Wait while paused; False if the server is stopping."""
+        while not self._resumed.wait(0.01):
+            if self._stopping.is_set():
+                return False
+        return not self._stopping.is_set()
+
     def _wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; False if the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
@@ -320,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, _error(f"Unknown path {self.path}", "invalid_request_error"))
             return
         behaviour = self.fake._record(body, headers)
-        if not self.fake._wait(self.fake.latency):
+        if not self.fake._wait_resumed() or not self.fake._wait(self.fake.latency):
             return
         model = str(body.get("model") or "fake-model")
         self._answer(behaviour, model)

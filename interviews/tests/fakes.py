@@ -13,6 +13,7 @@ class ScriptedSource:
     """Proposes from a script of outcomes: a text, an Exception to raise, or a Proposal."""
 
     name = "scripted"
+    calls_model = False  # the in-flight limit is tested against the real model client
 
     def __init__(self, *outcomes, default=None) -> None:
         self.outcomes = list(outcomes)

@@ -243,6 +243,7 @@ def test_race_with_failures_charged_equals_delivered(fake_openai, make_user, set
     is charged exactly once, and no request that could not reserve ever reaches the LLM."""
     settings.LLM_TIMEOUT_SECONDS = 0.5
     settings.LLM_MAX_RETRIES = 0
+    settings.LLM_MAX_IN_FLIGHT_PER_USER = 0  # one candidate races here (the limit: test_limits)
     tokens, requests = 5, 12
     behaviours = []
     for i in range(40):
@@ -316,6 +317,7 @@ def test_concurrent_feedback_requests_make_at_most_the_cap_of_model_calls(
 ):
     """The cap is taken before the model is called: 15 requests at once, 10 model calls."""
     settings.LLM_MAX_RETRIES = 0
+    settings.LLM_MAX_IN_FLIGHT_PER_USER = 0  # the cap alone (the in-flight limit: test_limits)
     user = make_user(tokens=1)
     session = session_start(user=user, topic=Topic.objects.get(slug="python"))
     fake_openai.enqueue(ok(question_payload(text="What does the GIL protect?")))

@@ -299,6 +299,8 @@ def test_two_servers_on_one_database_charge_k_tokens_exactly_k_times(make_user):
         "QUESTION_SOURCE": "openai",
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_API_KEY": "test-key",
+        # One candidate races here on purpose: no in-flight limit (test_limits covers it).
+        "LLM_MAX_IN_FLIGHT_PER_USER": "0",
     }
     try:
         with AppServer(**llm_env) as first, AppServer(**llm_env) as second:

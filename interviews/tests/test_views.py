@@ -175,6 +175,7 @@ def test_422_when_a_request_id_is_reused_for_another_session(logged_in, session,
 def test_503_when_generation_fails_and_nothing_charged(logged_in, session, candidate, monkeypatch):
     class Broken:
         name = "broken"
+        calls_model = False
 
         async def propose(self, **kwargs):
             raise GenerationFailed("server_error", "500 from the model")

@@ -30,7 +30,9 @@
 
   // A 409 with Retry-After: the same request is still being prepared (another tab, or an attempt
   // whose server stopped). Ask again with the same key, waiting longer each time, until it is
-  // settled: the question (charged once), or "not charged" when its reservation expired.
+  // settled: the question (charged once), or "not charged" when its reservation expired. A 429
+  // (too many requests) while asking again: ask again once its Retry-After has passed, since
+  // the request being prepared may yet be charged and its question must still be shown.
   let pollDelay = 0;
   const MAX_POLL_SECONDS = 30;
 
@@ -42,10 +44,14 @@
     const xhr = event.detail.xhr;
     const status = xhr ? xhr.status : 0;
     const id = form.querySelector("input[name=request_id]").value;
-    const retryAfter = status === 409 && xhr.getResponseHeader("Retry-After");
+    const polling = retryId === id;
+    const retryAfter =
+      (status === 409 || (status === 429 && polling)) && xhr.getResponseHeader("Retry-After");
     if (retryAfter) {
       retryId = id;
-      pollDelay = Math.min(pollDelay ? pollDelay * 2 : Number(retryAfter) || 2, MAX_POLL_SECONDS);
+      const asked = Number(retryAfter) || 2;
+      pollDelay =
+        status === 429 ? asked : Math.min(pollDelay ? pollDelay * 2 : asked, MAX_POLL_SECONDS);
       window.setTimeout(function () {
         if (retryId === id) form.requestSubmit();
       }, pollDelay * 1000);
