@@ -10,7 +10,9 @@ A question is paid in two short transactions, like a card authorisation:
     holds_expire   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
 
 Every function owns one durable transaction, locks the account first and the hold second (one
-fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction.
+fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction. Two
+take part in their caller's transaction instead: account_open and tokens_grant, so that the
+caller's own record (a new user; the welcome-grant decision) commits with the entry or not at all.
 Refusals are exceptions from ledger.exceptions, raised after the transaction has ended.
 """
 
@@ -194,10 +196,12 @@ def account_get_or_open(user: User) -> TokenAccount:
 # --- grants, refunds, adjustments ------------------------------------------------------------
 
 
-@transaction.atomic(durable=True)
+@transaction.atomic
 def tokens_grant(
     *, account: TokenAccount, amount: int, actor: User | None, source: str, reason: str
 ) -> LedgerEntry:
+    """Add tokens to an account. Runs in the caller's transaction when there is one (the
+    account's row lock is then held until the caller commits: keep that transaction short)."""
     amount = _positive_amount(amount)
     reason = _required_reason(reason)
     locked = _lock(account.pk)
