@@ -33,8 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings) -> None:
-    """Fast password hashing; templates render without running collectstatic first."""
+    """Fast password hashing; templates render without running collectstatic first. Signup
+    grants the welcome tokens at once and the admin opens without a second factor, unless a
+    test says otherwise (accounts/tests cover verification and two-factor)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ACCOUNT_EMAIL_VERIFICATION = "none"
+    settings.STAFF_MFA_REQUIRED = False
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -59,3 +59,36 @@ class User(AbstractUser):
 
     def get_short_name(self) -> str:
         return self.display_name or self.email.split("@")[0]
+
+
+class WelcomeGrant(models.Model):
+    """The welcome-token decision for one account, made once, when its email address is first
+    verified (at signup when verification is off): the tokens it got, 0 when its mailbox had
+    already received a grant. One paid grant per mailbox, enforced by the database.
+
+    Deleting the account keeps this row (without the user): the mailbox stays spent.
+    """
+
+    user = models.OneToOneField(
+        User,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="welcome_grant",
+    )
+    # accounts.mailbox.mailbox_digest: a SHA-256, not the address.
+    mailbox = models.CharField(max_length=64)
+    tokens = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox"],
+                condition=models.Q(tokens__gt=0),
+                name="accounts_welcomegrant_one_paid_grant_per_mailbox",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tokens} welcome tokens"

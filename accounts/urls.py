@@ -1,12 +1,13 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
 
-app_name = "accounts"
+# Mounted at /accounts/ before django-allauth's own URLs: the same paths for signup and login
+# (the subclasses in views.py), and the pages allauth does not have.
 urlpatterns = [
-    path("signup/", views.signup, name="signup"),
+    path("signup/", views.SignupView.as_view(), name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
+    path("delete/", views.account_delete, name="delete"),
 ]
+app_name = "accounts"

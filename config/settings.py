@@ -26,7 +26,8 @@ SETTINGS_FROM_ENV = (
     "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
-    "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER"
+    "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER "
+    "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -58,6 +59,9 @@ INSTALLED_APPS = [
     "servestatic",
     "django_htmx",
     "django_tasks_db",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "accounts",
     "ledger",
     "interviews",
@@ -75,7 +79,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.staff_mfa_middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -144,9 +150,48 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "accounts:login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "interviews:dashboard"
 LOGOUT_REDIRECT_URL = "home"
+
+# Accounts (django-allauth): email and password, verified email, two-factor (TOTP).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_UNIQUE_EMAIL = True
+# "mandatory": an account cannot log in, and gets no welcome tokens, until its email address is
+# verified; "optional": it can log in and browse at once, and gets its tokens when verified;
+# "none": no verification, the tokens come at signup (the default under DEBUG, for `make run`).
+ACCOUNT_EMAIL_VERIFICATION = env.str(
+    "ACCOUNT_EMAIL_VERIFICATION", default="none" if DEBUG else "mandatory"
+)
+if ACCOUNT_EMAIL_VERIFICATION not in {"mandatory", "optional", "none"}:
+    raise ImproperlyConfigured(
+        f"ACCOUNT_EMAIL_VERIFICATION={ACCOUNT_EMAIL_VERIFICATION!r}: use mandatory, optional "
+        "or none."
+    )
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_LOGOUT_REDIRECT_URL = "home"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Mockroom] "
+ACCOUNT_PASSWORD_INPUT_RENDER_VALUE = False
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+# Links in emails: https whenever the session cookie is HTTPS-only (production).
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = (
+    "https" if env.bool("SESSION_COOKIE_SECURE", default=not DEBUG) else "http"
+)
+# Behind one proxy, the client's address is the last X-Forwarded-For entry (the proxy's own).
+ALLAUTH_TRUSTED_PROXY_COUNT = 1 if env.bool("BEHIND_TLS_PROXY", default=False) else 0
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Mockroom"
+# Staff must turn on two-factor authentication before the admin opens for them.
+STAFF_MFA_REQUIRED = env.bool("STAFF_MFA_REQUIRED", default=not DEBUG)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -270,7 +315,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Where the staff admin lives: another path than the default keeps most scanners away.
 ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
 
-# Tokens a new account receives at signup.
+# Tokens an account receives when its email address is first verified (at signup when
+# ACCOUNT_EMAIL_VERIFICATION is none), once per mailbox.
 WELCOME_TOKENS = env.int("WELCOME_TOKENS", default=10)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
@@ -313,6 +359,17 @@ RATE_LIMIT_QUESTIONS = env.str("RATE_LIMIT_QUESTIONS", default="20/m/user,300/m/
 RATE_LIMIT_FEEDBACK = env.str("RATE_LIMIT_FEEDBACK", default="20/m/user,300/m/ip")
 for _name in ("RATE_LIMIT_QUESTIONS", "RATE_LIMIT_FEEDBACK"):
     parse_rates(globals()[_name], setting=_name)  # a bad rate stops the start, naming it
+# django-allauth's limits (the rest keep allauth's defaults): signups per address, and failed
+# logins per address and per account ("key": the email tried), checked before the password is.
+RATE_LIMIT_SIGNUP = env.str("RATE_LIMIT_SIGNUP", default="5/m/ip,30/h/ip")
+RATE_LIMIT_LOGIN_FAILED = env.str("RATE_LIMIT_LOGIN_FAILED", default="10/m/ip,5/5m/key")
+for _name in ("RATE_LIMIT_SIGNUP", "RATE_LIMIT_LOGIN_FAILED"):
+    parse_rates(globals()[_name], setting=_name, keys=("ip", "key"))
+ACCOUNT_RATE_LIMITS = (
+    {"signup": RATE_LIMIT_SIGNUP, "login_failed": RATE_LIMIT_LOGIN_FAILED}
+    if RATE_LIMITS_ENABLED
+    else False
+)
 # Model calls (questions and feedback) one candidate may have in flight at once, all processes
 # together; another one is refused at once with 429 "not charged". 0: no limit.
 LLM_MAX_IN_FLIGHT_PER_USER = env.int("LLM_MAX_IN_FLIGHT_PER_USER", default=1)

@@ -1,14 +1,35 @@
+from allauth.account.decorators import secure_admin_login
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import include, path
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from config import views
+
+
+@secure_admin_login
+def admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """The admin's login is the site's (django-allauth: its rate limits and the second factor,
+    never a way around them). Django's own admin login form is never shown: an anonymous
+    visitor is sent to the site's login, a logged-in non-staff user is refused (403), and staff
+    go on to where they were going."""
+    next_url = request.GET.get(REDIRECT_FIELD_NAME, "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = ""
+    return redirect(next_url or "admin:index")
+
+
+admin.site.login = admin_login
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
     path("interviews/", include("interviews.urls")),
     path("tokens/", include("ledger.urls")),
     path(settings.ADMIN_URL, admin.site.urls),

@@ -73,12 +73,31 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _longest_account_period() -> int:
-    """The longest window of django-allauth's rate limits (ACCOUNT_RATE_LIMITS), else 60 s:
-    allauth asks for the 429 page without saying which limit refused or for how long."""
-    limits = getattr(settings, "ACCOUNT_RATE_LIMITS", None)
+# The django-allauth views whose rate limit (ACCOUNT_RATE_LIMITS action) answers with our 429.
+ALLAUTH_ACTIONS = {
+    "account_signup": "signup",
+    "accounts:signup": "signup",
+    "account_login": "login",
+    "accounts:login": "login",
+    "account_reset_password": "reset_password",
+    "account_reset_password_from_key": "reset_password_from_key",
+    "account_change_password": "change_password",
+    "account_email": "manage_email",
+    "account_reauthenticate": "reauthenticate",
+}
+
+
+def allauth_retry_after(request: HttpRequest, action: str | None = None) -> int:
+    """Seconds until django-allauth's limit for this view (or `action`) lets a request through
+    again, at most: the longest window among its rates (allauth does not say which refused)."""
+    from allauth.account import app_settings as allauth_settings
+
+    limits = allauth_settings.RATE_LIMITS  # ours over allauth's defaults
+    if action is None and request.resolver_match is not None:
+        action = ALLAUTH_ACTIONS.get(request.resolver_match.view_name)
+    texts = [limits.get(action)] if action in limits else list(limits.values())
     periods = []
-    for text in limits.values() if isinstance(limits, dict) else ():
+    for text in texts:
         if isinstance(text, str) and text:
             with suppress(ImproperlyConfigured):
                 periods += [r.period for r in parse_rates(text, keys=("user", "ip", "key"))]
@@ -90,7 +109,7 @@ def too_many_requests(request: HttpRequest, exception: Limited | None = None) ->
     calls it with the request alone when its own limits (signup, login, password reset) refuse.
     """
     if exception is None:
-        exception = refusal("Too many attempts", _longest_account_period())
+        exception = refusal("Too many attempts", allauth_retry_after(request))
     response = render(request, "429.html", {"message": exception.message}, status=429)
     response["Retry-After"] = str(exception.retry_after)
     return response

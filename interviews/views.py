@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
+from accounts.selectors import welcome_tokens_pending
 from config.limits import Limited, arate_limit
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
@@ -161,10 +162,16 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         return response
     except InsufficientTokens as exc:
         status = 402
-        message = (
-            f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
-            "Ask the Mockroom team for more tokens."
-        )
+        if await sync_to_async(welcome_tokens_pending)(user=request.user):
+            message = (
+                "Verify your email address to receive your welcome tokens: open the link we "
+                f"sent to {request.user.email} (your Account page sends it again). {NOT_CHARGED}"
+            )
+        else:
+            message = (
+                f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
+                "Ask the Mockroom team for more tokens."
+            )
     except RequestInProgress:
         # The page asks again with the same request id after Retry-After (backing off): the
         # answer is the question once it is ready, or "not charged" if its attempt died.
