@@ -256,8 +256,10 @@ def test_feedback_arrives_in_place_and_short_answers_are_refused(
 
 
 def admin_log_in(page: Page, base_url: str, email: str, password: str) -> None:
+    """The admin's login is the site's: /admin/login/ leads there and back."""
     page.goto(f"{base_url}/admin/login/")
-    page.locator("[name=username]").fill(email)
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))
+    page.locator("[name=login]").fill(email)
     page.locator("[name=password]").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{base_url}/admin/")
