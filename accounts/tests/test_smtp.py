@@ -93,3 +93,26 @@ def test_email_url_configures_the_smtp_connection(smtp_server):
     [message] = inbox.messages
     assert message["To"] == "staff@mockroom.example"
     assert message["From"] == "team@mockroom.example"
+
+
+def test_a_mail_server_that_is_down_is_no_server_error(client, db, settings, caplog):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 5},
+        }
+    }
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+    password = "Quiet-Harbor-42"
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "down@example.com", "password1": password, "password2": password},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "could not send you an email" in response.content.decode()
+    assert User.objects.get().token_account.balance == 0
+    assert "email_confirmation_signup not sent to a example.com address" in caplog.text
