@@ -679,7 +679,7 @@ WITH grant_entry AS (
            %(user)s, %(email)s, 'web', k.reason, h.request_id, h.id, NULL,
            h.at + make_interval(secs => k.debit)
     FROM numbered AS h CROSS JOIN (
-        VALUES ('hold', 0, 'Reserved while the question is generated.'),
+        VALUES ('hold', 0, 'Reserved until delivery.'),
                ('debit', 1, 'Question (benchmark history)')
     ) AS k (kind, debit, reason)
     ORDER BY h.n, k.debit

@@ -61,7 +61,7 @@ class QuestionAdmin(admin.ModelAdmin):
 
 class ServedInline(admin.TabularInline):
     model = ServedQuestion
-    fields = ["position", "question", "cycle", "debit", "served_at"]
+    fields = ["position", "question", "cycle", "pool_reset_size", "debit", "served_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -90,6 +90,29 @@ class InterviewSessionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # its questions were paid for: the candidate's history stays whole
+
+
+@admin.register(ServedQuestion)
+class ServedQuestionAdmin(admin.ModelAdmin):
+    """Questions bought, beside their debits in the ledger; "pool reset" shows where a
+    candidate had seen a whole topic and its pool started a new pass (free of charge)."""
+
+    list_display = ["served_at", "user", "topic", "position", "cycle", "pool_reset_size", "debit"]
+    list_filter = [("pool_reset_size", admin.EmptyFieldListFilter), "topic"]
+    list_select_related = ["user", "topic", "debit"]
+    search_fields = ["=user__email"]
+    readonly_fields = [f.name for f in ServedQuestion._meta.fields]
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Answer)

@@ -16,5 +16,6 @@ class InterviewsConfig(AppConfig):
 
     def ready(self) -> None:
         from interviews import checks  # noqa: F401  (registers the system checks)
+        from interviews import receipts  # noqa: F401  (describes its purchases on receipts)
 
         post_migrate.connect(_load_question_bank, sender=self, dispatch_uid="load_question_bank")

@@ -137,6 +137,10 @@ class ServedQuestion(models.Model):
     position = models.PositiveSmallIntegerField()
     # The pass through the topic pool this belongs to; a new cycle starts when the pool is spent.
     cycle = models.PositiveIntegerField(default=1)
+    # Set when this question started a new pass because the candidate had seen the whole pool:
+    # how many questions the pool had then. The reset cost nothing; staff and the candidate's
+    # receipt see it here (the ledger knows nothing of pools).
+    pool_reset_size = models.PositiveIntegerField(null=True, blank=True)
     hold = models.OneToOneField(
         "ledger.Hold", on_delete=models.PROTECT, related_name="served_question"
     )
@@ -173,6 +177,15 @@ class ServedQuestion(models.Model):
     def get_absolute_url(self) -> str:
         session_url = reverse("interviews:session", kwargs={"session_id": self.session_id})
         return f"{session_url}#q-{self.position}"
+
+    @property
+    def pool_reset_note(self) -> str:
+        if self.pool_reset_size is None:
+            return ""
+        return (
+            f"{self.topic.name}: all {self.pool_reset_size} questions seen; the pool recycles "
+            f"(pass {self.cycle})."
+        )
 
 
 class Answer(models.Model):

@@ -233,13 +233,6 @@ async def _propose_and_capture(
 def _capture(
     *, session: InterviewSession, hold: Hold, proposal: Proposal, pool: PoolState
 ) -> ServedQuestion:
-    reset = ""
-    if proposal.pool_reset:
-        size = Question.objects.filter(topic=session.topic, is_active=True).count()
-        reset = (
-            f"{session.topic.name}: all {size} questions seen; the pool recycles "
-            f"(pass {pool.cycle + 1})."
-        )
     try:
         capture = hold_capture(
             hold=hold,
@@ -247,7 +240,6 @@ def _capture(
             record=lambda hold, debit: _store(
                 session=session, proposal=proposal, pool=pool, hold=hold, debit=debit
             ),
-            pool_reset=reset,
             actor=session.user,
         )
     except IntegrityError as exc:
@@ -313,6 +305,11 @@ def _store(
         question=question,
         position=session.served.count() + 1,
         cycle=pool.cycle + 1 if proposal.pool_reset else pool.cycle,
+        pool_reset_size=(
+            Question.objects.filter(topic=topic, is_active=True).count()
+            if proposal.pool_reset
+            else None
+        ),
         hold=hold,
         debit=debit,
     )

@@ -55,7 +55,7 @@ class TokenAccount(models.Model):
 
 
 class Hold(models.Model):
-    """A reservation of tokens while a question is generated: pending, then resolved once."""
+    """A reservation of tokens while a purchase is prepared: pending, then resolved once."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -64,9 +64,9 @@ class Hold(models.Model):
         EXPIRED = "expired", "Expired"
 
     account = models.ForeignKey(TokenAccount, on_delete=models.PROTECT, related_name="holds")
-    # The idempotency key the page sends with each "next question" click.
+    # The idempotency key the caller sends with each purchase (one per click, not per retry).
     request_id = models.CharField(max_length=64)
-    # What the request asked for (e.g. "question:<session uuid>"): the same key with other
+    # What the request asked for (e.g. "<product>:<its id>"): the same key with other
     # parameters is a conflict, not a replay.
     purpose = models.CharField(max_length=200)
     amount = models.PositiveIntegerField(default=1)
@@ -118,7 +118,9 @@ class LedgerEntry(models.Model):
         EXPIRE = "expire", "Expire"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
-        POOL_RESET = "pool_reset", "Pool reset"
+        # A zero-delta note. No code writes it any more; entries written with it stay, as all
+        # history does (the value is what they were stored with).
+        NOTE = "pool_reset", "Note"
 
     class Source(models.TextChoices):
         SIGNUP = "signup", "Signup"

@@ -24,14 +24,14 @@ from ledger.models import Hold, LedgerEntry, TokenAccount
 if TYPE_CHECKING:
     from accounts.models import User
 
-# What a candidate sees in their own ledger: every change of the balance, and pool resets.
+# What a candidate sees in their own ledger: every change of the balance (and the older notes).
 # Holds, releases and expiries move only `held` and would be noise in a receipt list.
 CANDIDATE_VISIBLE_KINDS = (
     LedgerEntry.Kind.GRANT,
     LedgerEntry.Kind.DEBIT,
     LedgerEntry.Kind.REFUND,
     LedgerEntry.Kind.ADJUSTMENT,
-    LedgerEntry.Kind.POOL_RESET,
+    LedgerEntry.Kind.NOTE,
 )
 
 
@@ -129,7 +129,7 @@ class LedgerReport:
 def ledger_reconcile() -> LedgerReport:
     """ledger_problems() for every account, and how many accounts were checked.
 
-    One snapshot for all the queries: a question bought meanwhile must not look like a mismatch
+    One snapshot for all the queries: a purchase made meanwhile must not look like a mismatch
     between an account and its holds. (Inside an outer transaction, such as a test's, it reads
     what that transaction sees.)
     """

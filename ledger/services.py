@@ -1,11 +1,11 @@
 """The only code that writes token balances and ledger entries.
 
-A question is paid in two short transactions, like a card authorisation:
+A purchase is paid in two short transactions, like a card authorisation:
 
     hold_reserve   lock the account, check balance - held >= 1, held += 1, Hold(pending), HOLD entry
-    (generate)     no transaction open: the LLM call can take seconds and can fail
+    (prepare)      no transaction open: making what is bought can take seconds and can fail
     hold_capture   lock the account, Hold pending -> captured, balance -= 1, held -= 1, DEBIT entry,
-                   and the caller's record (the served question) in the same transaction
+                   and the caller's record (what was bought) in the same transaction
     hold_release   on failure: Hold pending -> released, held -= 1, RELEASE entry; no charge
     holds_expire   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
 
@@ -132,7 +132,7 @@ def _expire_due(account: TokenAccount, now: datetime) -> int:
                 kind=Kind.EXPIRE,
                 source=Source.SYSTEM,
                 held_delta=-hold.amount,
-                reason="Reservation expired before the question was delivered; not charged.",
+                reason="Reservation expired before delivery; not charged.",
                 request_id=hold.request_id,
                 hold=hold,
             )
@@ -328,7 +328,7 @@ def hold_reserve(
                 source=source,
                 held_delta=amount,
                 actor=actor,
-                reason="Reserved while the question is generated.",
+                reason="Reserved until delivery.",
                 request_id=request_id,
                 hold=hold,
             )
@@ -341,15 +341,13 @@ def hold_capture[T](
     hold: Hold,
     reason: str,
     record: Callable[[Hold, LedgerEntry], T] | None = None,
-    pool_reset: str = "",
     actor: User | None = None,
     source: str = Source.WEB,
 ) -> Capture:
     """Phase two: charge the hold and store what was bought, in one transaction.
 
-    `record(hold, debit)` runs inside the transaction (it stores the served question); if it
+    `record(hold, debit)` runs inside the transaction (it stores what was bought); if it
     raises, nothing is charged and the hold stays pending for the caller to release.
-    `pool_reset`, when given, writes a zero-delta pool_reset entry with that reason first.
     A hold past its expiry is expired instead and HoldExpired raised: a late capture is free.
     """
     refusal: LedgerError
@@ -372,16 +370,6 @@ def hold_capture[T](
             # A copy: if `record` raises, the caller's hold is still the pending one it was.
             current = copy.copy(hold)
             current.status, current.resolved_at = Hold.Status.CAPTURED, now
-            if pool_reset:
-                _append(
-                    account=locked,
-                    kind=Kind.POOL_RESET,
-                    source=source,
-                    actor=actor,
-                    reason=pool_reset,
-                    request_id=current.request_id,
-                    hold=None,
-                )
             entry = _append(
                 account=locked,
                 kind=Kind.DEBIT,
@@ -416,7 +404,7 @@ def hold_release(
                 source=source,
                 held_delta=-current.amount,
                 actor=actor,
-                reason="Not charged: " + (note or "the question could not be delivered."),
+                reason="Not charged: " + (note or "it could not be delivered."),
                 request_id=current.request_id,
                 hold=current,
             )

@@ -6,15 +6,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from ledger.receipts import receipt_detail_map
 from ledger.selectors import entries_for
 
 
 @require_GET
 def entries(request: HttpRequest) -> HttpResponse:
-    """The candidate's own ledger: grants, receipts, refunds and pool resets, newest first."""
-    page = Paginator(entries_for(request.user).select_related("hold__served_question"), 25)
-    page_obj = page.get_page(request.GET.get("page"))
-    return render(request, "ledger/entries.html", {"page_obj": page_obj})
+    """The candidate's own ledger: grants, receipts, refunds and adjustments, newest first, each
+    receipt with what the product that sold it says of it (ledger.receipts)."""
+    page_obj = Paginator(entries_for(request.user), 25).get_page(request.GET.get("page"))
+    details = receipt_detail_map(entries=page_obj.object_list)
+    rows = [(entry, details.get(entry.pk)) for entry in page_obj.object_list]
+    return render(request, "ledger/entries.html", {"page_obj": page_obj, "rows": rows})
 
 
 @require_GET

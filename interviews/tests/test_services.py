@@ -98,14 +98,16 @@ def test_the_pool_does_not_repeat_until_exhausted_then_recycles_and_records_it(
     ]
     assert len({s.question_id for s in seen}) == 3
     assert {s.cycle for s in seen} == {1}
-    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.POOL_RESET).exists()
+    assert {s.pool_reset_size for s in seen} == {None}
 
     fourth = question_next(session=session, request_id="req-0004", source=BankSource()).served
     assert fourth.cycle == 2
     assert fourth.question_id != seen[-1].question_id  # not the one just seen
-    reset = LedgerEntry.objects.get(kind=LedgerEntry.Kind.POOL_RESET)
-    assert (reset.balance_delta, reset.held_delta) == (0, 0)
-    assert "all 3 questions seen" in reset.reason
+    # The reset is recorded on the question that started the new pass, not in the ledger.
+    assert fourth.pool_reset_size == 3
+    assert "all 3 questions seen" in fourth.pool_reset_note
+    assert fourth.debit.balance_delta == -1
+    assert not LedgerEntry.objects.filter(balance_delta=0, held_delta=0).exists()
     assert balance(user) == 6  # the reset itself cost nothing
     assert ledger_problems() == []
 

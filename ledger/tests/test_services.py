@@ -258,13 +258,11 @@ def test_late_capture_after_the_sweeper_charges_nothing(make_user):
     assert account.balance == 1
 
 
-def test_capture_can_record_a_pool_reset_entry(make_user):
+def test_capture_writes_only_the_debit(make_user):
     account = make_user(tokens=1).token_account
     hold = reserve(account).hold
-    services.hold_capture(hold=hold, reason="Question", pool_reset="Python pool recycled")
-    entry = account.entries.get(kind=Kind.POOL_RESET)
-    assert (entry.balance_delta, entry.held_delta, entry.reason) == (0, 0, "Python pool recycled")
-    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.POOL_RESET, Kind.DEBIT]
+    services.hold_capture(hold=hold, reason="Question")
+    assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.DEBIT]
 
 
 def test_refund_names_the_debit_and_happens_once(make_user, staff_user):
