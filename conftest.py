@@ -1,13 +1,12 @@
 """Fixtures shared by every app's tests. The suite runs on PostgreSQL (`make test` provides one)."""
 
 import itertools
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
 from django.test import override_settings
+
+from config.testing import atomic_baseline_record
 
 # The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM.
 pytest_plugins = ["interviews.tests.fake_openai"]
@@ -29,6 +28,14 @@ def pytest_configure(config: pytest.Config) -> None:
     override_settings(
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     ).enable()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """The fixtures are set up: the atomic blocks open now are the test case's own, which
+    `config.testing.assert_no_transaction_open` does not count."""
+    atomic_baseline_record()
+    return (yield)
 
 
 @pytest.fixture(autouse=True)
@@ -73,30 +80,3 @@ def staff_user(db):
     from accounts.models import User
 
     return User.objects.create_superuser(email="staff@example.com", password="staff password 9")
-
-
-def run_concurrently[T](fn: Callable[[int], T], count: int) -> list[T | BaseException]:
-    """Run fn(0..count-1) in `count` threads released together; collect results or exceptions.
-
-    Each thread closes its own database connection, as Django's select_for_update tests do.
-    """
-    barrier = threading.Barrier(count)
-
-    def worker(index: int) -> T | BaseException:
-        try:
-            barrier.wait(timeout=30)
-            return fn(index)
-        except BaseException as exc:  # collected for the test to inspect
-            return exc
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(worker, range(count)))
-
-
-def assert_no_transaction_open() -> None:
-    """What a fake generator calls: the LLM must never run inside a database transaction."""
-    # The test case's own wrapping transaction (marked _from_testcase) does not count.
-    open_blocks = [b for b in connection.atomic_blocks if not getattr(b, "_from_testcase", False)]
-    assert not open_blocks, "a database transaction is open during generation"

@@ -8,7 +8,7 @@ from django.core import mail
 from django.urls import reverse
 
 from accounts.models import User, WelcomeGrant
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from interviews.models import InterviewSession, Topic
 from ledger.models import LedgerEntry
 from ledger.selectors import ledger_problems

@@ -19,7 +19,7 @@ from django_tasks_db.models import DBTaskResult
 from config.models import ScheduledTask
 from config.schedule import SCHEDULE, Periodic
 from config.services import periodic_enqueue_if_due, schedule_enqueue_due
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from ledger.models import Hold
 from ledger.services import hold_reserve
 from ledger.tasks import holds_expire_due, ledger_verify

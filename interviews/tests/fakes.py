@@ -4,7 +4,7 @@ import threading
 
 from asgiref.sync import sync_to_async
 
-from conftest import assert_no_transaction_open
+from config.testing import assert_no_transaction_open
 from interviews.exceptions import GenerationFailed
 from interviews.generation import BankSource, Proposal
 

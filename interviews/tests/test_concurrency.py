@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from interviews.models import ServedQuestion, Topic
 from interviews.services import session_start
 from interviews.tests.fakes import CountingBankSource

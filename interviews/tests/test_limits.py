@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from interviews.models import Answer, ServedQuestion, Topic
 from interviews.services import question_next, session_start
 from interviews.tests.fake_openai import feedback_payload, ok, question_payload

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from interviews import llm
 from interviews.models import Answer, Question, ServedQuestion, Topic
 from interviews.services import answer_submit, question_next, session_start

@@ -22,7 +22,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from conftest import run_concurrently
+from config.testing import run_concurrently
 from interviews import llm, services
 from interviews.models import Difficulty, Question, ServedQuestion, Topic, question_fingerprint
 from interviews.services import session_start

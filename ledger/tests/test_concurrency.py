@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import assert_no_transaction_open, run_concurrently
+from config.testing import assert_no_transaction_open, run_concurrently
 from ledger import services
 from ledger.exceptions import HoldNotPending, InsufficientTokens, RequestInProgress
 from ledger.models import Hold, LedgerEntry

@@ -326,7 +326,7 @@ def test_the_no_transaction_guard_of_the_fake_generators_can_fail(db):
     """The generator fakes assert no transaction is open; that assertion must be able to trip."""
     from django.db import transaction
 
-    from conftest import assert_no_transaction_open
+    from config.testing import assert_no_transaction_open
 
     assert_no_transaction_open()  # the test case's own wrapping transaction does not count
     with transaction.atomic(), pytest.raises(AssertionError, match="transaction is open"):

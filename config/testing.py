@@ -1,0 +1,49 @@
+"""Helpers the tests of every app import (`from config.testing import run_concurrently`).
+
+Fixtures live in the root conftest.py; plain functions live here, importable like any module.
+"""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import connection, connections
+
+# The atomic blocks the test case itself opened (pytest-django wraps a `db` test in a transaction
+# and a savepoint), in the thread that runs the test: recorded as each test starts (conftest.py).
+_test_case_atomics = threading.local()
+
+
+def run_concurrently[T](fn: Callable[[int], T], count: int) -> list[T | BaseException]:
+    """Run fn(0..count-1) in `count` threads released together; collect results or exceptions.
+
+    Each thread closes its own database connection, as Django's select_for_update tests do.
+    """
+    barrier = threading.Barrier(count)
+
+    def worker(index: int) -> T | BaseException:
+        try:
+            barrier.wait(timeout=30)
+            return fn(index)
+        except BaseException as exc:  # collected for the test to inspect
+            return exc
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(worker, range(count)))
+
+
+def atomic_baseline_record() -> None:
+    """Remember how many atomic blocks are open as the test body starts: the test case's own."""
+    _test_case_atomics.depth = len(connection.atomic_blocks)
+
+
+def assert_no_transaction_open() -> None:
+    """What a fake generator calls: the LLM must never run inside a database transaction.
+
+    Only blocks opened after the test started count, so a `db` test's wrapping transaction does
+    not; another thread's connection starts with none.
+    """
+    open_blocks = len(connection.atomic_blocks) - getattr(_test_case_atomics, "depth", 0)
+    assert open_blocks <= 0, "a database transaction is open during generation"
