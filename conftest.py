@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 from django.test import override_settings
 
-from config.testing import atomic_baseline_record
+from config.testing import atomic_baseline_record, question_bank_copy
 
 # The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM.
 pytest_plugins = ["interviews.tests.fake_openai"]
@@ -28,6 +28,21 @@ def pytest_configure(config: pytest.Config) -> None:
     override_settings(
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     ).enable()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> None:
+    """The question bank is loaded once per test database, by migrate. A transactional test
+    empties every table when it ends, and post_migrate then loads the bank again: here from a
+    copy taken once, in two bulk inserts, instead of reading the files and saving 240 rows."""
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    interviews = apps.get_app_config("interviews")
+    with django_db_blocker.unblock():
+        restore = question_bank_copy()
+    post_migrate.disconnect(sender=interviews, dispatch_uid="load_question_bank")
+    post_migrate.connect(restore, sender=interviews, dispatch_uid="load_question_bank", weak=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -47,3 +47,19 @@ def assert_no_transaction_open() -> None:
     """
     open_blocks = len(connection.atomic_blocks) - getattr(_test_case_atomics, "depth", 0)
     assert open_blocks <= 0, "a database transaction is open during generation"
+
+
+def question_bank_copy() -> Callable[..., None]:
+    """Copy the topics and questions that migrate loaded into the test database; return a
+    post_migrate receiver that puts the copy back in two bulk inserts after a flush."""
+    from interviews.models import Question, Topic
+
+    topics = list(Topic.objects.all())
+    questions = list(Question.objects.all())
+
+    def restore(sender: object, *, using: str, **kwargs: object) -> None:
+        # Rows already there are kept, as the bank's own loader keeps them.
+        Topic.objects.using(using).bulk_create(topics, ignore_conflicts=True)
+        Question.objects.using(using).bulk_create(questions, ignore_conflicts=True)
+
+    return restore
