@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from accounts.mailbox import mailbox_digest
 from accounts.models import User, WelcomeGrant
 from ledger.models import LedgerEntry, TokenAccount
-from ledger.services import account_open, tokens_grant
+from ledger.services import account_grant, account_open
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def welcome_tokens_grant(*, user: User, email: str) -> WelcomeGrant:
                 pass  # another account on this mailbox won the race: this one gets none
             else:
                 account = account_open(user=user, welcome_tokens=0)
-                tokens_grant(
+                account_grant(
                     account=account,
                     amount=tokens,
                     actor=user,

@@ -172,12 +172,12 @@ def new_candidate(tokens: int):
     """A candidate signed up through the real service, then granted `tokens` (real service)."""
     from accounts.services import user_signup
     from ledger.models import LedgerEntry
-    from ledger.services import tokens_grant
+    from ledger.services import account_grant
 
     user = user_signup(
         email=f"bench{next(_emails)}@bench.invalid", password=secrets.token_urlsafe(16)
     )
-    tokens_grant(
+    account_grant(
         account=user.token_account,
         amount=tokens,
         actor=None,
@@ -705,7 +705,7 @@ def candidate_with_history(topic, served: int, to_buy: int):
     with a grant of served + to_buy tokens, and a new session in that topic to buy from.
 
     The history is written in bulk, entry for entry what the services would have written, so
-    ledger_problems() finds nothing to say about the account.
+    account_problem_list() finds nothing to say about the account.
     """
     from django.conf import settings
     from django.db import connection, transaction
@@ -768,7 +768,7 @@ def bench_pool_size(real_accounts: list[int], notes: list[str]) -> Row:
 
     from interviews.models import Question, ServedQuestion
     from ledger.models import Hold, LedgerEntry, TokenAccount
-    from ledger.selectors import ledger_problems
+    from ledger.selectors import account_problem_list
 
     per_round = POOL_QUESTIONS_PER_ROUND
     variants = {}
@@ -783,7 +783,7 @@ def bench_pool_size(real_accounts: list[int], notes: list[str]) -> Row:
     accounts = [
         user.token_account.pk for _, _, candidates in variants.values() for user, _ in candidates
     ]
-    problems = ledger_problems(account_ids=accounts)
+    problems = account_problem_list(account_ids=accounts)
     if problems:
         raise RuntimeError(f"the bulk history does not reconcile: {problems[0]}")
     real_accounts.extend(accounts)
@@ -900,7 +900,7 @@ def main() -> int:
     from django.db import connection, connections
     from django.test.utils import override_settings, setup_databases, teardown_databases
 
-    from ledger.selectors import ledger_problems
+    from ledger.selectors import account_problem_list
 
     if connection.vendor != "postgresql":
         log(
@@ -959,14 +959,14 @@ def main() -> int:
         )
         rows.append(bench_pool_size(real_accounts, notes))
 
-        problems = ledger_problems(account_ids=real_accounts)
+        problems = account_problem_list(account_ids=real_accounts)
         if problems:
             reconcile = f"Ledger does NOT reconcile for {len(problems)} account(s):\n" + "\n".join(
                 f"- {problem}" for problem in problems
             )
         else:
             reconcile = (
-                f"Ledger reconciles (ledger_problems() is empty) for the {len(real_accounts)} "
+                f"Ledger reconciles (account_problem_list() is empty) for the {len(real_accounts)} "
                 "accounts the real services wrote to (benchmark 4's bulk histories included)."
             )
         runtime = time.perf_counter() - started

@@ -15,7 +15,9 @@ class InterviewsConfig(AppConfig):
     verbose_name = "Interviews"
 
     def ready(self) -> None:
-        from interviews import checks  # noqa: F401  (registers the system checks)
-        from interviews import receipts  # noqa: F401  (describes its purchases on receipts)
+        from interviews import (
+            checks,  # noqa: F401  (registers the system checks)
+            receipts,  # noqa: F401  (describes its purchases on receipts)
+        )
 
         post_migrate.connect(_load_question_bank, sender=self, dispatch_uid="load_question_bank")

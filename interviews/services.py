@@ -139,7 +139,7 @@ def _question_start(
         raise SessionEnded("This session has ended. Start a new one for more questions.")
     user = session.user
     reservation = hold_reserve(
-        account=account_get_or_open(user),
+        account=account_get_or_open(user=user),
         request_id=request_id,
         purpose=f"question:{session.pk}",
         actor=user,

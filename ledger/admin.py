@@ -135,7 +135,7 @@ class TokenAccountAdmin(ReadOnlyAdmin):
         if page is not None:
             return page
         for account in queryset:
-            entry = services.tokens_grant(
+            entry = services.account_grant(
                 account=account,
                 amount=form.cleaned_data["amount"],
                 actor=request.user,
@@ -220,7 +220,7 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
             return page
         for entry in queryset:
             try:
-                refund = services.entry_refund(
+                refund = services.account_refund(
                     entry=entry,
                     actor=request.user,
                     source=LedgerEntry.Source.ADMIN,

@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from ledger.selectors import balance_for
+from ledger.selectors import account_balance_get
 
 
 def token_balance(request: HttpRequest) -> dict:
@@ -11,5 +11,5 @@ def token_balance(request: HttpRequest) -> dict:
     # Read once per response: a page and its out-of-band badge are rendered after any change
     # the request made, so both show the same stored balance.
     if not hasattr(request, "token_balance"):
-        request.token_balance = balance_for(user)
+        request.token_balance = account_balance_get(user=user)
     return {"token_balance": request.token_balance}

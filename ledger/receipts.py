@@ -33,7 +33,7 @@ def describer_register(describer: Describer) -> Describer:
     return describer
 
 
-def receipt_detail_map(*, entries: Sequence[LedgerEntry]) -> dict[int, ReceiptDetail]:
+def receipt_detail_list(*, entries: Sequence[LedgerEntry]) -> dict[int, ReceiptDetail]:
     """{entry id: detail} for the entries some describer knows about."""
     details: dict[int, ReceiptDetail] = {}
     for describer in _describers:

@@ -35,13 +35,13 @@ CANDIDATE_VISIBLE_KINDS = (
 )
 
 
-def balance_for(user: User) -> int:
+def account_balance_get(*, user: User) -> int:
     """The stored balance: what the badge shows."""
     balance = TokenAccount.objects.filter(user=user).values_list("balance", flat=True).first()
     return balance or 0
 
 
-def entries_for(user: User) -> QuerySet[LedgerEntry]:
+def entry_list(*, user: User) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(
         account__user=user, kind__in=CANDIDATE_VISIBLE_KINDS
     ).order_by("-version")
@@ -57,7 +57,7 @@ class AccountProblem:
         return f"account {self.account_id} <{self.email}>: " + "; ".join(self.problems)
 
 
-def ledger_problems(*, account_ids: list[int] | None = None) -> list[AccountProblem]:
+def account_problem_list(*, account_ids: list[int] | None = None) -> list[AccountProblem]:
     """Reconcile every account against its entries and holds. Empty list: the ledger is sound.
 
     For each account: balance == sum of balance deltas, held == sum of held deltas == amount of
@@ -126,8 +126,8 @@ class LedgerReport:
     problems: list[AccountProblem]
 
 
-def ledger_reconcile() -> LedgerReport:
-    """ledger_problems() for every account, and how many accounts were checked.
+def ledger_report_get() -> LedgerReport:
+    """account_problem_list() for every account, and how many accounts were checked.
 
     One snapshot for all the queries: a purchase made meanwhile must not look like a mismatch
     between an account and its holds. (Inside an outer transaction, such as a test's, it reads
@@ -141,4 +141,4 @@ def ledger_reconcile() -> LedgerReport:
                 # The app's statement timeout (DB_STATEMENT_TIMEOUT_MS) guards requests; a check
                 # of the whole ledger may rightly take longer, so it lifts it for itself.
                 cursor.execute("SET LOCAL statement_timeout = 0")
-        return LedgerReport(checked=TokenAccount.objects.count(), problems=ledger_problems())
+        return LedgerReport(checked=TokenAccount.objects.count(), problems=account_problem_list())

@@ -7,11 +7,11 @@ A purchase is paid in two short transactions, like a card authorisation:
     hold_capture   lock the account, Hold pending -> captured, balance -= 1, held -= 1, DEBIT entry,
                    and the caller's record (what was bought) in the same transaction
     hold_release   on failure: Hold pending -> released, held -= 1, RELEASE entry; no charge
-    holds_expire   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
+    hold_expire_due   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
 
 Every function owns one durable transaction, locks the account first and the hold second (one
 fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction. Two
-take part in their caller's transaction instead: account_open and tokens_grant, so that the
+take part in their caller's transaction instead: account_open and account_grant, so that the
 caller's own record (a new user; the welcome-grant decision) commits with the entry or not at all.
 Refusals are exceptions from ledger.exceptions, raised after the transaction has ended.
 """
@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, overload
 
 from django.conf import settings
 from django.db import transaction
@@ -61,9 +61,9 @@ class Reservation:
 
 
 @dataclass(frozen=True)
-class Capture:
-    entry: LedgerEntry
-    record: Any
+class Capture[T]:
+    entry: LedgerEntry  # the debit
+    record: T  # what the caller's `record` stored with it (None without one)
 
 
 # --- helpers (called only inside a service's transaction) -----------------------------------
@@ -185,7 +185,7 @@ def account_open(
     return account
 
 
-def account_get_or_open(user: User) -> TokenAccount:
+def account_get_or_open(*, user: User) -> TokenAccount:
     """The user's account, opened (without a welcome grant) if the user never had one."""
     try:
         return user.token_account
@@ -197,7 +197,7 @@ def account_get_or_open(user: User) -> TokenAccount:
 
 
 @transaction.atomic
-def tokens_grant(
+def account_grant(
     *, account: TokenAccount, amount: int, actor: User | None, source: str, reason: str
 ) -> LedgerEntry:
     """Add tokens to an account. Runs in the caller's transaction when there is one (the
@@ -215,7 +215,7 @@ def tokens_grant(
     )
 
 
-def entry_refund(
+def account_refund(
     *, entry: LedgerEntry, actor: User | None, source: str, reason: str
 ) -> LedgerEntry:
     """Give back what a debit took, as a new entry naming the debit. Once per debit."""
@@ -245,7 +245,7 @@ def entry_refund(
 
 
 @transaction.atomic(durable=True)
-def balance_adjust(
+def account_adjust(
     *, corrects: LedgerEntry, delta: int, actor: User | None, source: str, reason: str
 ) -> LedgerEntry:
     """A staff correction of an earlier entry (e.g. a grant made in error), as a new entry."""
@@ -336,6 +336,28 @@ def hold_reserve(
     raise refusal
 
 
+@overload
+def hold_capture[T](
+    *,
+    hold: Hold,
+    reason: str,
+    record: Callable[[Hold, LedgerEntry], T],
+    actor: User | None = None,
+    source: str = Source.WEB,
+) -> Capture[T]: ...
+
+
+@overload
+def hold_capture(
+    *,
+    hold: Hold,
+    reason: str,
+    record: None = None,
+    actor: User | None = None,
+    source: str = Source.WEB,
+) -> Capture[None]: ...
+
+
 def hold_capture[T](
     *,
     hold: Hold,
@@ -343,7 +365,7 @@ def hold_capture[T](
     record: Callable[[Hold, LedgerEntry], T] | None = None,
     actor: User | None = None,
     source: str = Source.WEB,
-) -> Capture:
+) -> Capture[T] | Capture[None]:
     """Phase two: charge the hold and store what was bought, in one transaction.
 
     `record(hold, debit)` runs inside the transaction (it stores what was bought); if it
@@ -411,7 +433,7 @@ def hold_release(
     raise HoldNotPending(f"Hold {hold.pk} is already {current.status}.")
 
 
-def holds_expire(*, now: datetime | None = None) -> int:
+def hold_expire_due(*, now: datetime | None = None) -> int:
     """The sweeper: expire every pending hold past its expiry. One short transaction per account."""
     now = now or timezone.now()
     account_ids = (
@@ -424,5 +446,5 @@ def holds_expire(*, now: datetime | None = None) -> int:
         with transaction.atomic(durable=True):
             expired += _expire_due(_lock(account_id), now)
     if expired:
-        logger.info("holds_expire: expired %d pending hold(s)", expired)
+        logger.info("hold_expire_due: expired %d pending hold(s)", expired)
     return expired

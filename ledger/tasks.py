@@ -11,8 +11,8 @@ from django.core.mail import send_mail
 from django.db.models import Q
 from django.tasks import task
 
-from ledger.selectors import AccountProblem, ledger_reconcile
-from ledger.services import holds_expire
+from ledger.selectors import AccountProblem, ledger_report_get
+from ledger.services import hold_expire_due
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def holds_expire_due() -> int:
     """Free the tokens of reservations whose request died. Holds are also expired lazily when
     their account is touched; this returns the tokens of candidates who do not come back."""
-    return holds_expire()
+    return hold_expire_due()
 
 
 @task
@@ -33,7 +33,7 @@ def ledger_verify() -> int:
     people who can act on it, and who exist as soon as there is an admin; ADMINS need not be
     configured).
     """
-    report = ledger_reconcile()
+    report = ledger_report_get()
     if report.problems:
         summary = f"{len(report.problems)} of {report.checked} account(s) do not reconcile"
         logger.error("ledger_verify: %s: %s", summary, " | ".join(str(p) for p in report.problems))

@@ -6,16 +6,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from ledger.receipts import receipt_detail_map
-from ledger.selectors import entries_for
+from ledger.receipts import receipt_detail_list
+from ledger.selectors import entry_list
 
 
 @require_GET
 def entries(request: HttpRequest) -> HttpResponse:
     """The candidate's own ledger: grants, receipts, refunds and adjustments, newest first, each
     receipt with what the product that sold it says of it (ledger.receipts)."""
-    page_obj = Paginator(entries_for(request.user), 25).get_page(request.GET.get("page"))
-    details = receipt_detail_map(entries=page_obj.object_list)
+    page_obj = Paginator(entry_list(user=request.user), 25).get_page(request.GET.get("page"))
+    details = receipt_detail_list(entries=page_obj.object_list)
     rows = [(entry, details.get(entry.pk)) for entry in page_obj.object_list]
     return render(request, "ledger/entries.html", {"page_obj": page_obj, "rows": rows})
 

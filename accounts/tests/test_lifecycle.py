@@ -10,7 +10,7 @@ from accounts.models import User, WelcomeGrant
 from interviews.models import InterviewSession, Topic
 from interviews.services import question_next
 from ledger.models import LedgerEntry, TokenAccount
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 PASSWORD = "correct horse 9"
 LOGIN = "/accounts/login/"
@@ -71,7 +71,7 @@ def test_deleting_the_account_keeps_the_ledger_and_the_mailbox_spent(client, mak
     assert (account.user, account.email, account.balance) == (None, "leaving@example.com", 2)
     labels = set(LedgerEntry.objects.values_list("actor_label", flat=True))
     assert labels == {"leaving@example.com"}
-    assert ledger_problems() == []
+    assert account_problem_list() == []
     assert client.get(reverse("interviews:dashboard")).status_code == 302  # logged out
 
     # The same mailbox signing up again gets no second welcome grant.

@@ -11,7 +11,7 @@ from accounts.models import User, WelcomeGrant
 from config.testing import run_concurrently
 from interviews.models import InterviewSession, Topic
 from ledger.models import LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 SIGNUP = "/accounts/signup/"
 PASSWORD = "Quiet-Harbor-42"
@@ -148,4 +148,4 @@ def test_two_accounts_on_one_mailbox_verifying_at_once_get_one_grant(settings):
     assert not [r for r in results if isinstance(r, BaseException)]
     assert sorted(r.tokens for r in results) == [0, 0, 0, 0, 0, 10]
     assert LedgerEntry.objects.filter(kind="grant").count() == 1
-    assert ledger_problems() == []
+    assert account_problem_list() == []

@@ -11,7 +11,7 @@ from interviews.models import ServedQuestion, Topic
 from interviews.services import session_start
 from interviews.tests.fakes import CountingBankSource
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def test_k_tokens_n_distinct_requests_give_k_questions_and_n_minus_k_402(
     user.token_account.refresh_from_db()
     assert (user.token_account.balance, user.token_account.held) == (0, 0)
     assert len(set(ServedQuestion.objects.values_list("question_id", flat=True))) == tokens
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_one_request_id_sent_twenty_times_at_once_charges_once(make_user, counting_source):
@@ -65,4 +65,4 @@ def test_one_request_id_sent_twenty_times_at_once_charges_once(make_user, counti
     assert LedgerEntry.objects.filter(kind="debit").count() == 1
     user.token_account.refresh_from_db()
     assert user.token_account.balance == 4
-    assert ledger_problems() == []
+    assert account_problem_list() == []

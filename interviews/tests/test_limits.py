@@ -14,7 +14,7 @@ from interviews.models import Answer, ServedQuestion, Topic
 from interviews.services import question_next, session_start
 from interviews.tests.fake_openai import feedback_payload, ok, question_payload
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -211,7 +211,7 @@ def test_a_second_question_while_one_is_generated_is_429_and_the_poll_still_work
     # And the next question is free to go.
     after = client.post(next_url(session), {"request_id": "next-0003"}, **HTMX)
     assert after.status_code == 200
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 @pytest.mark.django_db(transaction=True)

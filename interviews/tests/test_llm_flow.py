@@ -29,7 +29,7 @@ from interviews.tests.fake_openai import (
     status,
 )
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -184,7 +184,7 @@ def test_every_fault_releases_the_hold_and_says_not_charged(
         f"not charged, hold {Hold.objects.get().pk} released: generation failed ({reason}"
         in lines[0]
     )
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_a_short_429_is_retried_within_the_budget(fake_openai, session, candidate):
@@ -286,7 +286,7 @@ def test_race_with_failures_charged_equals_delivered(fake_openai, make_user, set
     refused = {index for code, index in results if code == 402}
     assert generating
     assert not refused & generating
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_a_failed_regrade_keeps_the_earlier_feedback_and_the_new_text(

@@ -7,7 +7,7 @@ from interviews.services import answer_submit, question_next, session_end, sessi
 from interviews.tests.fakes import CountingBankSource, ScriptedSource, failing
 from ledger.exceptions import InsufficientTokens
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 
 def balance(user) -> int:
@@ -50,7 +50,7 @@ def test_a_failed_generation_charges_nothing(session, candidate, failure):
     assert balance(candidate) == 3
     assert Hold.objects.get().status == Hold.Status.RELEASED
     assert not ServedQuestion.objects.exists()
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_invalid_proposals_are_regenerated_for_free_a_bounded_number_of_times(
@@ -109,7 +109,7 @@ def test_the_pool_does_not_repeat_until_exhausted_then_recycles_and_records_it(
     assert fourth.debit.balance_delta == -1
     assert not LedgerEntry.objects.filter(balance_delta=0, held_delta=0).exists()
     assert balance(user) == 6  # the reset itself cost nothing
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_no_tokens_no_generation(make_user, topic):
@@ -164,11 +164,11 @@ def test_a_hold_swept_while_generating_is_a_free_503(session, candidate):
 
     from django.utils import timezone
 
-    from ledger.services import holds_expire
+    from ledger.services import hold_expire_due
 
     class SlowSource(BankSource):
         def pick(self, *, session, pool):
-            holds_expire(now=timezone.now() + timedelta(hours=1))
+            hold_expire_due(now=timezone.now() + timedelta(hours=1))
             return super().pick(session=session, pool=pool)
 
     with pytest.raises(GenerationFailed) as failed:
@@ -177,7 +177,7 @@ def test_a_hold_swept_while_generating_is_a_free_503(session, candidate):
     assert balance(candidate) == 3
     assert Hold.objects.get().status == Hold.Status.EXPIRED
     assert not ServedQuestion.objects.exists()
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_losing_a_question_to_a_concurrent_request_does_not_use_up_regenerations(

@@ -28,7 +28,7 @@ from interviews.models import Difficulty, Question, ServedQuestion, Topic, quest
 from interviews.services import session_start
 from interviews.tests.fake_openai import FakeOpenAI, ok, question_payload
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_past_the_model_call_limit_a_question_is_refused_at_once_not_charged(
     fake_openai.enqueue(ok(question_payload(text="What does the GIL protect?")))
     again = client.post(next_url(session), {"request_id": "busy-0002"}, **HTMX)
     assert again.status_code == 200
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 @pytest.mark.parametrize("htmx", [True, False])
@@ -320,7 +320,7 @@ def test_two_servers_on_one_database_charge_k_tokens_exactly_k_times(make_user):
     assert ServedQuestion.objects.filter(session=session).count() == tokens
     user.token_account.refresh_from_db()
     assert (user.token_account.balance, user.token_account.held) == (0, 0)
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -403,7 +403,7 @@ def test_a_worker_killed_mid_generation_charges_nothing_and_its_token_comes_back
     user.token_account.refresh_from_db()
     assert (user.token_account.balance, user.token_account.held) == (0, 0)
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT).count() == 1
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def suppress_all(call, *args, **kwargs) -> None:

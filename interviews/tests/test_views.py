@@ -121,7 +121,7 @@ def test_409_while_the_same_request_is_in_progress(logged_in, session, candidate
     from ledger.services import account_get_or_open, hold_reserve
 
     hold_reserve(
-        account=account_get_or_open(candidate),
+        account=account_get_or_open(user=candidate),
         request_id="req-running",
         purpose=f"question:{session.pk}",
         actor=candidate,
@@ -145,7 +145,7 @@ def test_the_retry_of_a_dead_attempt_is_not_charged_and_frees_its_token(
     from ledger.services import account_get_or_open, hold_reserve
 
     hold = hold_reserve(
-        account=account_get_or_open(candidate),
+        account=account_get_or_open(user=candidate),
         request_id="req-crashed",
         purpose=f"question:{session.pk}",
         actor=candidate,
@@ -318,10 +318,10 @@ def test_question_route_requires_login(client, session):
 
 
 def test_receipts_list_every_change_newest_first(logged_in, session, candidate, make_user):
-    from ledger.services import tokens_grant
+    from ledger.services import account_grant
 
     other = make_user(tokens=1)
-    tokens_grant(
+    account_grant(
         account=other.token_account, amount=2, actor=None, source="system", reason="Not yours"
     )
     logged_in.post(next_url(session), {"request_id": "req-00001"})
@@ -335,10 +335,10 @@ def test_receipts_list_every_change_newest_first(logged_in, session, candidate, 
 
 
 def test_receipts_are_paginated(logged_in, candidate):
-    from ledger.services import tokens_grant
+    from ledger.services import account_grant
 
     for _ in range(30):
-        tokens_grant(
+        account_grant(
             account=candidate.token_account, amount=1, actor=None, source="system", reason="x"
         )
     first = logged_in.get(reverse("ledger:entries")).content.decode()

@@ -137,7 +137,7 @@ def test_csv_export_streams_the_filtered_entries(staff_client, candidate, make_u
 def test_csv_export_reads_in_keyset_batches_every_entry_once(staff_client, candidate, monkeypatch):
     monkeypatch.setattr("ledger.admin.CSV_BATCH", 2)
     for _ in range(4):
-        services.tokens_grant(
+        services.account_grant(
             account=candidate.token_account, amount=1, actor=None, source="system", reason="b"
         )
     response = staff_client.get(reverse("admin:ledger_ledgerentry_export"))

@@ -11,7 +11,7 @@ from config.testing import assert_no_transaction_open, run_concurrently
 from ledger import services
 from ledger.exceptions import HoldNotPending, InsufficientTokens, RequestInProgress
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 from ledger.tests.flow import buy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +51,7 @@ def test_k_tokens_n_requests_give_exactly_k_questions(make_user, tokens, request
     account.refresh_from_db()
     assert (account.balance, account.held) == (0, 0)
     assert account.entries.filter(kind=LedgerEntry.Kind.DEBIT).count() == tokens
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_one_request_id_sent_twenty_times_charges_once(make_user):
@@ -69,7 +69,7 @@ def test_one_request_id_sent_twenty_times_charges_once(make_user):
     assert account.entries.filter(kind=LedgerEntry.Kind.DEBIT).count() == 1
     account.refresh_from_db()
     assert account.balance == 4
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_failures_under_load_are_never_charged(make_user):
@@ -83,7 +83,7 @@ def test_failures_under_load_are_never_charged(make_user):
     debits = account.entries.filter(kind=LedgerEntry.Kind.DEBIT).count()
     assert debits == captured == 6 - account.balance
     assert account.held == 0
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_capture_and_expiry_racing_exactly_one_wins(make_user):
@@ -97,7 +97,7 @@ def test_capture_and_expiry_racing_exactly_one_wins(make_user):
             if index == 0:
                 return services.hold_capture(hold=hold, reason="Question")
             # The sweeper, running as if the hold's expiry had already come.
-            return services.holds_expire(now=timezone.now() + timedelta(days=1))
+            return services.hold_expire_due(now=timezone.now() + timedelta(days=1))
 
         results = run_concurrently(resolve, 2)
         resolutions = LedgerEntry.objects.filter(
@@ -110,4 +110,4 @@ def test_capture_and_expiry_racing_exactly_one_wins(make_user):
         assert results[1] == (0 if captured else 1)
     account.refresh_from_db()
     assert account.held == 0
-    assert ledger_problems() == []
+    assert account_problem_list() == []

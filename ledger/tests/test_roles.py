@@ -151,7 +151,7 @@ from django.test import Client
 from accounts.services import user_signup
 from interviews.models import Topic
 from interviews.services import question_next, session_end, session_start
-from ledger.selectors import balance_for, ledger_problems
+from ledger.selectors import account_balance_get, account_problem_list
 from ledger.services import account_get_or_open, hold_release, hold_reserve
 
 user = user_signup(email="runtime@example.com", password="correct horse 9")
@@ -159,7 +159,7 @@ session = session_start(user=user, topic=Topic.objects.order_by("pk").first())
 bought = [question_next(session=session, request_id=f"q{n}") for n in range(2)]
 replay = question_next(session=session, request_id="q0")
 failed = hold_reserve(
-    account=account_get_or_open(user), request_id="f1", purpose="question:x", actor=user
+    account=account_get_or_open(user=user), request_id="f1", purpose="question:x", actor=user
 )
 hold_release(hold=failed.hold, note="the model failed")
 session_end(session=session)
@@ -172,9 +172,9 @@ print(json.dumps({
     "role": role,
     "bought": [[b.served.pk, b.replay] for b in bought],
     "replay": [replay.served.pk, replay.replay],
-    "balance": balance_for(user),
+    "balance": account_balance_get(user=user),
     "sessions": Session.objects.count(),
-    "problems": [str(problem) for problem in ledger_problems()],
+    "problems": [str(problem) for problem in account_problem_list()],
 }))
 """
 

@@ -17,7 +17,7 @@ from ledger.exceptions import (
     RequestInProgress,
 )
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 from ledger.tests.flow import buy
 
 Kind = LedgerEntry.Kind
@@ -50,7 +50,7 @@ def test_signup_opens_account_with_welcome_grant(make_user):
 
 def test_grant_writes_entry_with_actor_source_and_reason(make_user, staff_user):
     account = make_user(tokens=1).token_account
-    entry = services.tokens_grant(
+    entry = services.account_grant(
         account=account, amount=5, actor=staff_user, source=Source.ADMIN, reason="Goodwill"
     )
     account.refresh_from_db()
@@ -67,7 +67,7 @@ def test_grant_writes_entry_with_actor_source_and_reason(make_user, staff_user):
 def test_grant_refuses_bad_amounts_and_writes_nothing(make_user, amount):
     account = make_user(tokens=1).token_account
     with pytest.raises(InvalidAmount):
-        services.tokens_grant(
+        services.account_grant(
             account=account, amount=amount, actor=None, source=Source.COMMAND, reason="x"
         )
     assert account.entries.count() == 1
@@ -76,7 +76,7 @@ def test_grant_refuses_bad_amounts_and_writes_nothing(make_user, amount):
 def test_grant_requires_a_reason(make_user):
     account = make_user(tokens=1).token_account
     with pytest.raises(ReasonRequired):
-        services.tokens_grant(
+        services.account_grant(
             account=account, amount=1, actor=None, source=Source.COMMAND, reason="  "
         )
     assert account.entries.count() == 1
@@ -218,14 +218,14 @@ def expire_now(hold):
 def test_crashed_reservation_is_freed_by_the_sweeper(make_user):
     account = make_user(tokens=1).token_account
     hold = reserve(account).hold  # ... and the worker dies here
-    assert services.holds_expire() == 0  # not yet due
+    assert services.hold_expire_due() == 0  # not yet due
     expire_now(hold)
-    assert services.holds_expire() == 1
+    assert services.hold_expire_due() == 1
     account.refresh_from_db()
     assert (account.balance, account.held) == (1, 0)
     assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.EXPIRE]
-    assert services.holds_expire() == 0
-    assert ledger_problems() == []
+    assert services.hold_expire_due() == 0
+    assert account_problem_list() == []
 
 
 def test_expired_reservation_is_freed_lazily_by_the_next_reserve(make_user):
@@ -244,14 +244,14 @@ def test_late_capture_after_expiry_charges_nothing(make_user):
     account.refresh_from_db()
     assert (account.balance, account.held) == (1, 0)
     assert kinds(account) == [Kind.GRANT, Kind.HOLD, Kind.EXPIRE]
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_late_capture_after_the_sweeper_charges_nothing(make_user):
     account = make_user(tokens=1).token_account
     hold = reserve(account).hold
     expire_now(hold)
-    services.holds_expire()
+    services.hold_expire_due()
     with pytest.raises(HoldNotPending):
         services.hold_capture(hold=hold, reason="Question")
     account.refresh_from_db()
@@ -268,7 +268,7 @@ def test_capture_writes_only_the_debit(make_user):
 def test_refund_names_the_debit_and_happens_once(make_user, staff_user):
     account = make_user(tokens=1).token_account
     debit = services.hold_capture(hold=reserve(account).hold, reason="Question").entry
-    refund = services.entry_refund(
+    refund = services.account_refund(
         entry=debit, actor=staff_user, source=Source.ADMIN, reason="Bad question"
     )
     assert (refund.kind, refund.balance_delta, refund.balance_after, refund.corrects) == (
@@ -278,7 +278,7 @@ def test_refund_names_the_debit_and_happens_once(make_user, staff_user):
         debit,
     )
     with pytest.raises(NotRefundable):
-        services.entry_refund(entry=debit, actor=staff_user, source=Source.ADMIN, reason="Again")
+        services.account_refund(entry=debit, actor=staff_user, source=Source.ADMIN, reason="Again")
     account.refresh_from_db()
     assert account.balance == 1
 
@@ -287,39 +287,39 @@ def test_only_debits_are_refundable(make_user, staff_user):
     account = make_user(tokens=1).token_account
     grant = account.entries.get()
     with pytest.raises(NotRefundable):
-        services.entry_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="x")
+        services.account_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="x")
     with pytest.raises(ReasonRequired):
-        services.entry_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="")
+        services.account_refund(entry=grant, actor=staff_user, source=Source.ADMIN, reason="")
 
 
 def test_adjustment_corrects_an_entry_and_never_goes_below_held(make_user, staff_user):
     account = make_user(tokens=5).token_account
     grant = account.entries.get()
-    adjustment = services.balance_adjust(
+    adjustment = services.account_adjust(
         corrects=grant, delta=-3, actor=staff_user, source=Source.ADMIN, reason="Granted 3 too many"
     )
     assert (adjustment.balance_after, adjustment.corrects) == (2, grant)
     reserve(account)  # held 1 of 2
     with pytest.raises(InsufficientTokens):
-        services.balance_adjust(
+        services.account_adjust(
             corrects=grant, delta=-2, actor=staff_user, source=Source.ADMIN, reason="x"
         )
     with pytest.raises(InvalidAmount):
-        services.balance_adjust(
+        services.account_adjust(
             corrects=grant, delta=0, actor=staff_user, source=Source.ADMIN, reason="x"
         )
     account.refresh_from_db()
     assert (account.balance, account.held) == (2, 1)
-    assert ledger_problems() == []
+    assert account_problem_list() == []
 
 
 def test_account_get_or_open_opens_an_account_without_a_grant(db):
     from accounts.models import User
 
     user = User.objects.create_user(email="nogrant@example.com", password="x")
-    account = services.account_get_or_open(user)
+    account = services.account_get_or_open(user=user)
     assert (account.balance, account.version, account.email) == (0, 0, "nogrant@example.com")
-    assert services.account_get_or_open(user) == account
+    assert services.account_get_or_open(user=user) == account
 
 
 def test_the_no_transaction_guard_of_the_fake_generators_can_fail(db):

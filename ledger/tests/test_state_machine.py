@@ -1,7 +1,7 @@
 """A seeded random walk over the ledger services, checked against a plain Python model.
 
 After every step the database (balance, held, every hold's status, the entry count) equals the
-model, and ledger_problems() finds nothing to reconcile.
+model, and account_problem_list() finds nothing to reconcile.
 """
 
 import itertools
@@ -25,7 +25,7 @@ from ledger.exceptions import (
     RequestInProgress,
 )
 from ledger.models import Hold, LedgerEntry
-from ledger.selectors import ledger_problems
+from ledger.selectors import account_problem_list
 
 _users = itertools.count(1)
 Source = LedgerEntry.Source
@@ -70,7 +70,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(min_value=1, max_value=3))
     def grant(self, amount: int) -> None:
-        services.tokens_grant(
+        services.account_grant(
             account=self.account, amount=amount, actor=None, source=Source.SYSTEM, reason="walk"
         )
         self.model.balance += amount
@@ -174,7 +174,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        services.holds_expire()
+        services.hold_expire_due()
         self.model.expire_due()
 
     @rule(data=st.data())
@@ -183,7 +183,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         debit = data.draw(st.sampled_from(self.debits))
         try:
-            services.entry_refund(entry=debit, actor=None, source=Source.SYSTEM, reason="walk")
+            services.account_refund(entry=debit, actor=None, source=Source.SYSTEM, reason="walk")
         except NotRefundable:
             assert debit.pk in self.model.refunded
             return
@@ -201,7 +201,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.account.entries.count() == model.entries == self.account.version
         statuses = dict(self.account.holds.values_list("request_id", "status"))
         assert statuses == {k: h.status for k, h in model.holds.items()}
-        assert ledger_problems(account_ids=[self.account.pk]) == []
+        assert account_problem_list(account_ids=[self.account.pk]) == []
 
 
 def test_ledger_matches_a_plain_model(db):

@@ -1,11 +1,11 @@
 from django.core.management.base import BaseCommand
 
-from ledger.services import holds_expire
+from ledger.services import hold_expire_due
 
 
 class Command(BaseCommand):
     help = "Expire reservations past their expiry, freeing the tokens they held (run from cron)."
 
     def handle(self, *args, **options) -> None:
-        expired = holds_expire()
+        expired = hold_expire_due()
         self.stdout.write(f"Expired {expired} hold(s).")

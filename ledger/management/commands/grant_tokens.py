@@ -33,8 +33,8 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user with the email {email!r}.")
         try:
-            entry = services.tokens_grant(
-                account=services.account_get_or_open(user),
+            entry = services.account_grant(
+                account=services.account_get_or_open(user=user),
                 amount=tokens,
                 actor=None,
                 source=LedgerEntry.Source.COMMAND,

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from ledger.selectors import ledger_reconcile
+from ledger.selectors import ledger_report_get
 
 
 class Command(BaseCommand):
@@ -10,7 +10,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        report = ledger_reconcile()
+        report = ledger_report_get()
         if not report.problems:
             self.stdout.write(f"OK: {report.checked} account(s) reconcile.")
             return
