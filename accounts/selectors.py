@@ -1,10 +1,6 @@
-from django.conf import settings
-
 from accounts.models import User, WelcomeGrant
 
 
-def welcome_tokens_pending(*, user: User) -> bool:
-    """True while the user's welcome tokens wait for a verified email address."""
-    if settings.ACCOUNT_EMAIL_VERIFICATION == "none":
-        return False
-    return not WelcomeGrant.objects.filter(user=user).exists()
+def welcome_grant_get(*, user: User) -> WelcomeGrant | None:
+    """The account's welcome-token decision, or None while it waits for a verified email."""
+    return WelcomeGrant.objects.filter(user=user).first()

@@ -17,7 +17,7 @@ WELCOME_REASON = "Welcome tokens"
 def user_signup(*, email: str, password: str, email_verified: bool = True) -> User:
     """A candidate as the web signup leaves them (for scripts and tests; the web's is
     django-allauth's, accounts.signals): the user, their email address, an empty token account,
-    and, when the address is verified, the welcome-token decision (welcome_tokens_grant)."""
+    and, when the address is verified, the welcome-token decision (welcome_grant_create)."""
     with transaction.atomic(durable=True):
         user = User.objects.create_user(email=email, password=password)
         EmailAddress.objects.create(
@@ -25,12 +25,12 @@ def user_signup(*, email: str, password: str, email_verified: bool = True) -> Us
         )
         account_open(user=user, welcome_tokens=0)
     if email_verified:
-        welcome_tokens_grant(user=user, email=user.email)
+        welcome_grant_create(user=user, email=user.email)
         user.token_account.refresh_from_db()
     return user
 
 
-def welcome_tokens_grant(*, user: User, email: str) -> WelcomeGrant:
+def welcome_grant_create(*, user: User, email: str) -> WelcomeGrant:
     """Decide, once per account, whether it gets the welcome tokens: WELCOME_TOKENS when no
     other account has had a grant for this mailbox (accounts.mailbox), else 0. Idempotent: a
     second call (a second verified address, a double click) returns the first decision.

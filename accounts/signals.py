@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 
 from accounts.models import User, WelcomeGrant
-from accounts.services import welcome_tokens_grant
+from accounts.selectors import welcome_grant_get
+from accounts.services import welcome_grant_create
 from ledger.services import account_open
 
 
@@ -35,14 +36,12 @@ def _tell(request: HttpRequest | None, grant: WelcomeGrant) -> None:
 def _on_signup(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
     account_open(user=user, welcome_tokens=0)
     if settings.ACCOUNT_EMAIL_VERIFICATION == "none":
-        _tell(request, welcome_tokens_grant(user=user, email=user.email))
+        _tell(request, welcome_grant_create(user=user, email=user.email))
 
 
 @receiver(email_confirmed, dispatch_uid="accounts.email_confirmed")
 def _on_email_confirmed(
     sender, request: HttpRequest | None, email_address: EmailAddress, **kwargs
 ) -> None:
-    already = WelcomeGrant.objects.filter(user_id=email_address.user_id).exists()
-    grant = welcome_tokens_grant(user=email_address.user, email=email_address.email)
-    if not already:
-        _tell(request, grant)
+    if welcome_grant_get(user=email_address.user) is None:  # the first verified address
+        _tell(request, welcome_grant_create(user=email_address.user, email=email_address.email))

@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
-from accounts.selectors import welcome_tokens_pending
+from accounts.selectors import welcome_grant_get
 from config.limits import Limited, arate_limit
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
@@ -162,7 +162,9 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         return response
     except InsufficientTokens as exc:
         status = 402
-        if await sync_to_async(welcome_tokens_pending)(user=request.user):
+        if settings.ACCOUNT_EMAIL_VERIFICATION != "none" and (
+            await sync_to_async(welcome_grant_get)(user=request.user) is None
+        ):
             message = (
                 "Verify your email address to receive your welcome tokens: open the link we "
                 f"sent to {request.user.email} (your Account page sends it again). {NOT_CHARGED}"

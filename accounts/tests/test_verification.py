@@ -137,13 +137,13 @@ def test_an_unverified_candidate_can_browse_and_is_told_to_verify(client, db, se
 
 @pytest.mark.django_db(transaction=True)
 def test_two_accounts_on_one_mailbox_verifying_at_once_get_one_grant(settings):
-    from accounts.services import user_signup, welcome_tokens_grant
+    from accounts.services import user_signup, welcome_grant_create
 
     settings.WELCOME_TOKENS = 10
     emails = [f"eve+{n}@example.com" for n in range(6)]
     users = [user_signup(email=e, password=PASSWORD, email_verified=False) for e in emails]
     results = run_concurrently(
-        lambda n: welcome_tokens_grant(user=users[n], email=emails[n]), len(users)
+        lambda n: welcome_grant_create(user=users[n], email=emails[n]), len(users)
     )
     assert not [r for r in results if isinstance(r, BaseException)]
     assert sorted(r.tokens for r in results) == [0, 0, 0, 0, 0, 10]
