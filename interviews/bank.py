@@ -10,7 +10,9 @@ from pathlib import Path
 
 from django.db import transaction
 
-from interviews.models import Difficulty, Question, Topic, question_fingerprint
+from interviews.exceptions import OffSchema
+from interviews.models import Question, Topic, question_fingerprint
+from interviews.spec import QuestionSpec
 
 BANK_DIR = Path(__file__).resolve().parent / "bank"
 
@@ -20,39 +22,68 @@ class BankFileError(ValueError):
 
 
 @dataclass(frozen=True)
+class BankQuestion:
+    key: str  # stable across releases: "reactjs-001"
+    spec: QuestionSpec  # the same contract as a generated question's
+
+
+@dataclass(frozen=True)
+class BankFile:
+    slug: str
+    name: str
+    description: str
+    order: int
+    questions: list[BankQuestion]
+
+
+@dataclass(frozen=True)
 class LoadResult:
     topics: int
     created: int
     unchanged: int
 
 
-def read_bank_file(path: Path) -> dict:
-    """Parse and validate one bank file; raise BankFileError naming the file and the problem."""
+def read_bank_file(path: Path) -> BankFile:
+    """Parse and validate one bank file; raise BankFileError naming the file and the problem.
+
+    Each question must pass QuestionSpec, exactly as a question from the LLM does."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BankFileError(f"{path.name}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BankFileError(f"{path.name}: not a JSON object")
     for field in ("slug", "name", "questions"):
         if not data.get(field):
             raise BankFileError(f"{path.name}: missing '{field}'")
-    keys, texts = set(), set()
-    for index, question in enumerate(data["questions"], start=1):
+    if not isinstance(data["questions"], list):
+        raise BankFileError(f"{path.name}: 'questions' is not a list")
+    questions: list[BankQuestion] = []
+    keys: set[str] = set()
+    texts: set[str] = set()
+    for index, item in enumerate(data["questions"], start=1):
         where = f"{path.name} question {index}"
-        if question.get("difficulty") not in Difficulty.values:
-            raise BankFileError(f"{where}: difficulty must be one of {Difficulty.values}")
-        if not str(question.get("text", "")).strip():
-            raise BankFileError(f"{where}: empty text")
-        points = question.get("key_points")
-        if not isinstance(points, list) or not 3 <= len(points) <= 6:
-            raise BankFileError(f"{where}: needs 3 to 6 key points")
-        if not str(question.get("outline", "")).strip():
-            raise BankFileError(f"{where}: empty outline")
-        key, text = question.get("key"), question["text"].strip().casefold()
-        if not key or key in keys or text in texts:
+        if not isinstance(item, dict):
+            raise BankFileError(f"{where}: not a JSON object")
+        fields = dict(item)
+        key = fields.pop("key", None)
+        try:
+            spec = QuestionSpec.parse(fields)
+        except OffSchema as exc:
+            raise BankFileError(f"{where}: {exc.detail}") from None
+        text = spec.text.casefold()
+        if not isinstance(key, str) or not key or key in keys or text in texts:
             raise BankFileError(f"{where}: missing or repeated key or text")
         keys.add(key)
         texts.add(text)
-    return data
+        questions.append(BankQuestion(key=key, spec=spec))
+    return BankFile(
+        slug=str(data["slug"]),
+        name=str(data["name"]),
+        description=str(data.get("description", "")),
+        order=int(data.get("order", 0)),
+        questions=questions,
+    )
 
 
 def load_bank(directory: Path = BANK_DIR) -> LoadResult:
@@ -61,17 +92,13 @@ def load_bank(directory: Path = BANK_DIR) -> LoadResult:
     parsed = [read_bank_file(path) for path in files]  # validate all before writing any
     created = unchanged = 0
     with transaction.atomic():
-        for data in parsed:
+        for bank in parsed:
             topic, _ = Topic.objects.get_or_create(
-                slug=data["slug"],
-                defaults={
-                    "name": data["name"],
-                    "description": data.get("description", ""),
-                    "order": data.get("order", 0),
-                },
+                slug=bank.slug,
+                defaults={"name": bank.name, "description": bank.description, "order": bank.order},
             )
             existing = set(
-                Question.objects.filter(bank_key__startswith=f"{data['slug']}-").values_list(
+                Question.objects.filter(bank_key__startswith=f"{bank.slug}-").values_list(
                     "bank_key", flat=True
                 )
             )
@@ -80,19 +107,18 @@ def load_bank(directory: Path = BANK_DIR) -> LoadResult:
             new = [
                 Question(
                     topic=topic,
-                    bank_key=item["key"],
-                    difficulty=item["difficulty"],
-                    text=item["text"].strip(),
-                    key_points=[point.strip() for point in item["key_points"]],
-                    outline=item["outline"].strip(),
+                    bank_key=item.key,
+                    difficulty=item.spec.difficulty,
+                    text=item.spec.text,
+                    key_points=list(item.spec.key_points),
+                    outline=item.spec.outline,
                     source=Question.Source.BANK,
                 )
-                for item in data["questions"]
-                if item["key"] not in existing
-                and question_fingerprint(item["text"]) not in wordings
+                for item in bank.questions
+                if item.key not in existing and question_fingerprint(item.spec.text) not in wordings
             ]
             for question in new:
                 question.save()
             created += len(new)
-            unchanged += len(data["questions"]) - len(new)
+            unchanged += len(bank.questions) - len(new)
     return LoadResult(topics=len(parsed), created=created, unchanged=unchanged)

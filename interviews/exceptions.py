@@ -1,4 +1,45 @@
-"""Refusals of the question flow. Ledger refusals (InsufficientTokens, ...) pass through as is."""
+"""Refusals of the question flow, and why a question or feedback could not be had.
+
+Ledger refusals (InsufficientTokens, ...) pass through as is.
+"""
+
+from enum import StrEnum, unique
+
+
+@unique
+class Reason(StrEnum):
+    """Why a source produced no question (or the model no feedback): one word, the same in the
+    log lines, in the ledger's release notes and in the code that decides what to do next."""
+
+    # The model's transport (interviews.llm retries the first four within its time budget).
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    SERVER_ERROR = "server_error"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    # What the model answered.
+    REFUSAL = "refusal"
+    MALFORMED = "malformed"  # not JSON
+    EMPTY = "empty"  # no content
+    OFF_SCHEMA = "off_schema"  # JSON, but not a QuestionSpec (or FeedbackSpec)
+    # Limits: this process's model calls (LLM_MAX_CONCURRENCY), the day's (LLM_DAILY_CALL_BUDGET).
+    OVERLOADED = "overloaded"
+    BUDGET_SPENT = "budget"
+    # The question flow.
+    EMPTY_POOL = "empty_pool"  # the bank has no question in the topic
+    BUSY = "busy"  # concurrent requests kept changing the pool
+    INVALID = "invalid"  # every regeneration was unusable or a repeat
+    EXPIRED = "expired"  # the reservation expired while the question was generated
+
+    @property
+    def asks_again(self) -> bool:
+        """An unusable answer, rather than none: asking again may help, so the question flow
+        regenerates (free, a bounded number of times)."""
+        return self in _ASK_AGAIN
+
+
+_ASK_AGAIN = frozenset({Reason.MALFORMED, Reason.EMPTY, Reason.OFF_SCHEMA})
 
 
 class InterviewError(Exception):
@@ -8,13 +49,26 @@ class InterviewError(Exception):
 class GenerationFailed(InterviewError):
     """No valid question could be produced; the reservation was released, nothing charged."""
 
-    def __init__(self, reason: str, detail: str = "", *, regenerate: bool = False) -> None:
-        self.reason = reason
+    reason: Reason
+    detail: str
+
+    def __init__(self, reason: Reason | str, detail: str = "") -> None:
+        self.reason = Reason(reason)
         self.detail = detail
-        # True when the answer was unusable (not JSON, off-schema, empty) rather than absent:
-        # asking again may help, so the flow regenerates (free, a bounded number of times).
-        self.regenerate = regenerate
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        super().__init__(f"{self.reason}: {detail}" if detail else str(self.reason))
+
+    @property
+    def regenerate(self) -> bool:
+        """Whether the flow asks the source again, free (see Reason.asks_again)."""
+        return self.reason.asks_again
+
+
+class OffSchema(GenerationFailed):
+    """What a source produced is not a valid question (or feedback): Reason.OFF_SCHEMA, with the
+    first thing wrong as the detail. Raised by interviews.spec; asked for again, free."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.OFF_SCHEMA, detail)
 
 
 class SessionEnded(InterviewError):

@@ -1,7 +1,9 @@
 """Where a question comes from: the built-in bank, or an LLM. No database transaction is open here.
 
-A source proposes a `Proposal`; the question flow (interviews.services) validates it and, if it
-is good, pays for it and stores it. A source that cannot propose raises GenerationFailed.
+A source proposes a `Proposal`: a `QuestionSpec` (interviews.spec, the one check of a question's
+shape) and where it comes from. The question flow (interviews.services) checks that it is not a
+repeat and, if so, pays for it and stores it. A source that cannot propose raises
+GenerationFailed with a `Reason` (OffSchema when what it got is not a valid question).
 `propose` is a coroutine: the LLM source waits on the model without holding a thread or a
 database connection; the bank source reads the database in a short synchronous step.
 """
@@ -15,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from interviews.exceptions import GenerationFailed
+from interviews.exceptions import GenerationFailed, Reason
 from interviews.models import Question, ServedQuestion
+from interviews.spec import QuestionSpec
 
 if TYPE_CHECKING:
     from interviews.models import InterviewSession
@@ -25,19 +28,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Proposal:
-    text: str
-    key_points: list[str]
-    outline: str
-    difficulty: str
-    source: str
+    spec: QuestionSpec
+    source: str  # a Question.Source
     model: str = ""
     question: Question | None = None  # an existing pool question (the bank)
     pool_reset: bool = False  # serving it starts a new pass through the pool
-
-
-# An unusable answer is asked for again; a refusal, a timeout or a server error is not (the
-# client already retried transport faults within its time budget).
-REGENERATE_REASONS = frozenset({"malformed", "off_schema", "empty"})
 
 
 class QuestionSource(Protocol):
@@ -76,12 +71,16 @@ class BankSource:
                 topic=topic, difficulty=difficulty, rng=self.rng, exclude=pool.last_question_id
             ) or _first_after_random_point(topic=topic, difficulty=difficulty, rng=self.rng)
         if question is None:
-            raise GenerationFailed("empty_pool", f"The {session.topic} pool has no questions.")
+            raise GenerationFailed(Reason.EMPTY_POOL, f"The {session.topic} pool has no questions.")
         return Proposal(
-            text=question.text,
-            key_points=list(question.key_points),
-            outline=question.outline,
-            difficulty=question.difficulty,
+            spec=QuestionSpec.parse(
+                {
+                    "text": question.text,
+                    "key_points": question.key_points,
+                    "outline": question.outline,
+                    "difficulty": question.difficulty,
+                }
+            ),
             source=question.source,
             model=question.model,
             question=question,
@@ -166,7 +165,7 @@ class LLMSource:
         try:
             await amodel_call_take()
         except BudgetSpent as exc:
-            raise GenerationFailed("budget", str(exc)) from exc
+            raise GenerationFailed(Reason.BUDGET_SPENT, str(exc)) from exc
         try:
             generated = await llm.agenerate_question(
                 topic=session.topic.name,
@@ -174,17 +173,10 @@ class LLMSource:
                 avoid=list(pool.recent_texts),
             )
         except llm.LLMError as exc:
-            raise GenerationFailed(
-                exc.reason, exc.detail, regenerate=exc.reason in REGENERATE_REASONS
-            ) from exc
-        return Proposal(
-            text=generated.text,
-            key_points=list(generated.key_points),
-            outline=generated.outline,
-            difficulty=generated.difficulty,
-            source=Question.Source.OPENAI,
-            model=generated.model,
-        )
+            # An unusable answer is asked for again (Reason.asks_again); a refusal, a timeout or
+            # a server error is not (the client already retried transport faults in its budget).
+            raise GenerationFailed(exc.reason, exc.detail) from exc
+        return Proposal(spec=generated, source=Question.Source.OPENAI, model=generated.model)
 
 
 def question_source() -> QuestionSource:

@@ -14,11 +14,7 @@ class Difficulty(models.TextChoices):
     HARD = "hard", "Hard"
 
 
-# What a question may be, wherever it comes from: the LLM's JSON schema and the question flow's
-# checks both use these.
-QUESTION_MAX_CHARS = 1000
-KEY_POINTS_MIN = 1
-KEY_POINTS_MAX = 8
+# What a question may be (its length, its key points...) is interviews.spec's: QuestionSpec.
 
 
 def random_draw() -> float:

@@ -5,9 +5,10 @@ question_next is the token promise in code:
     hold_reserve            1 token reserved (or InsufficientTokens / replay / 409 / 422)
     model_call_slot         the LLM only: one of the candidate's in-flight model calls, or
                             Limited (429) and the hold released: not charged
-    propose + validate      the bank or the LLM, NO transaction open and no database connection
-                            held; invalid or duplicate proposals are proposed again, free, a
-                            bounded number of times
+    propose                 the bank or the LLM, NO transaction open and no database connection
+                            held: a QuestionSpec (interviews.spec), or GenerationFailed; an
+                            unusable or duplicate proposal is proposed again, free, a bounded
+                            number of times
     hold_capture            debit + served question stored in one transaction
     on any failure          hold_release: not charged
 
@@ -39,14 +40,12 @@ from interviews.exceptions import (
     FeedbackUnavailable,
     GenerationFailed,
     PoolChanged,
+    Reason,
     SessionEnded,
 )
 from interviews.feedback import Feedback, afeedback_for, feedback_calls_model
 from interviews.generation import Proposal, QuestionSource, question_source
 from interviews.models import (
-    KEY_POINTS_MAX,
-    KEY_POINTS_MIN,
-    QUESTION_MAX_CHARS,
     Answer,
     Difficulty,
     InterviewSession,
@@ -171,7 +170,9 @@ async def aquestion_next(
         # The one log line of a failed question: what failed and that it cost nothing.
         logger.warning("question_next: not charged, hold %s released: %s", hold.pk, note)
         if isinstance(exc, HoldNotPending):  # expired (or swept) while generating: free
-            raise GenerationFailed("expired", "The question took too long to generate.") from exc
+            raise GenerationFailed(
+                Reason.EXPIRED, "The question took too long to generate."
+            ) from exc
         raise
     return NextQuestion(served=served, replay=False)
 
@@ -202,13 +203,13 @@ async def _propose_and_capture(
     collisions = MAX_POOL_COLLISIONS
     while True:
         try:
-            proposal = await source.propose(session=session, pool=pool)  # no transaction open
-            problem = _problem_with(proposal, pool)
+            # No transaction open. The proposal's shape was checked when its spec was made.
+            proposal = await source.propose(session=session, pool=pool)
         except GenerationFailed as exc:
             if not exc.regenerate:
                 raise
             problem = str(exc)
-        if not problem:
+        else:
             try:
                 return await sync_to_async(_capture)(
                     session=session, hold=hold, proposal=proposal, pool=pool
@@ -217,14 +218,14 @@ async def _propose_and_capture(
                 problem = str(exc)
             except PoolChanged as exc:
                 if collisions == 0:
-                    raise GenerationFailed("busy", str(exc)) from exc
+                    raise GenerationFailed(Reason.BUSY, str(exc)) from exc
                 collisions -= 1
                 pool = await sync_to_async(_db_step(pool_state))(
                     user=session.user, topic=session.topic
                 )
                 continue
         if regenerations == 0:
-            raise GenerationFailed("invalid", f"no valid question: {problem}")
+            raise GenerationFailed(Reason.INVALID, f"no valid question: {problem}")
         regenerations -= 1
         logger.info("question_next: proposal rejected (%s); proposing again, free", problem)
 
@@ -249,21 +250,6 @@ def _capture(
     return capture.record
 
 
-def _problem_with(proposal: Proposal, pool: PoolState) -> str:
-    """Why a proposal cannot be served ("" when it can). Checks that need the database (a repeat
-    of an earlier question) happen when it is stored."""
-    text = proposal.text.strip()
-    if not text:
-        return "empty question"
-    if len(text) > QUESTION_MAX_CHARS:
-        return "question too long"
-    if proposal.difficulty not in Difficulty.values:
-        return "unknown difficulty"
-    if not KEY_POINTS_MIN <= len(proposal.key_points) <= KEY_POINTS_MAX:
-        return "key points missing"
-    return ""
-
-
 def _store(
     *,
     session: InterviewSession,
@@ -284,15 +270,16 @@ def _store(
     question = proposal.question
     if question is None:
         # A generated question joins the topic's pool (the same wording is the same question).
-        fingerprint = question_fingerprint(proposal.text)
+        spec = proposal.spec
+        fingerprint = question_fingerprint(spec.text)
         question = Question.objects.filter(topic=topic, fingerprint=fingerprint).first()
         if question is None:
             question = Question.objects.create(
                 topic=topic,
-                text=proposal.text.strip(),
-                key_points=proposal.key_points,
-                outline=proposal.outline,
-                difficulty=proposal.difficulty,
+                text=spec.text,
+                key_points=list(spec.key_points),
+                outline=spec.outline,
+                difficulty=spec.difficulty,
                 source=proposal.source,
                 model=proposal.model,
             )

@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from config.testing import assert_no_transaction_open
 from interviews.exceptions import GenerationFailed
 from interviews.generation import BankSource, Proposal
+from interviews.spec import QuestionSpec
 
 
 class ScriptedSource:
@@ -36,14 +37,16 @@ class ScriptedSource:
             raise outcome
         if isinstance(outcome, Proposal):
             return outcome
-        return Proposal(
-            text=outcome,
-            key_points=["first point", "second point", "third point"],
-            outline="An outline.",
-            difficulty=session.difficulty,
-            source="openai",
-            model="fake-model",
+        # Made as a real source makes it: an invalid question raises OffSchema here.
+        spec = QuestionSpec.parse(
+            {
+                "text": outcome,
+                "key_points": ["first point", "second point", "third point"],
+                "outline": "An outline.",
+                "difficulty": session.difficulty,
+            }
         )
+        return Proposal(spec=spec, source="openai", model="fake-model")
 
 
 class CountingBankSource(BankSource):

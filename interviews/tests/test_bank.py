@@ -14,13 +14,12 @@ EXPECTED_TOPICS = {
 
 @pytest.mark.parametrize("path", sorted(BANK_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_every_bank_file_is_complete(path):
-    data = read_bank_file(path)
-    questions = data["questions"]
+    questions = read_bank_file(path).questions
     assert len(questions) >= 20
-    assert {q["difficulty"] for q in questions} == {"easy", "medium", "hard"}
+    assert {q.spec.difficulty for q in questions} == {"easy", "medium", "hard"}
     for question in questions:
-        assert 3 <= len(question["key_points"]) <= 6
-        assert question["outline"].strip()
+        assert 3 <= len(question.spec.key_points) <= 6
+        assert question.spec.outline.strip()
 
 
 def test_migrate_loaded_the_ten_topics(db):

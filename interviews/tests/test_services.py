@@ -2,8 +2,9 @@ import pytest
 
 from interviews.exceptions import GenerationFailed, SessionEnded
 from interviews.generation import BankSource, Proposal
-from interviews.models import Question, ServedQuestion
+from interviews.models import Difficulty, Question, ServedQuestion
 from interviews.services import answer_submit, question_next, session_end, session_start
+from interviews.spec import QuestionSpec
 from interviews.tests.fakes import CountingBankSource, ScriptedSource, failing
 from ledger.exceptions import InsufficientTokens
 from ledger.models import Hold, LedgerEntry
@@ -129,17 +130,17 @@ def test_an_ended_session_takes_no_more_questions(session, candidate):
 
 
 def test_answers_get_rubric_feedback_for_free(session, candidate):
-    proposal = Proposal(
+    spec = QuestionSpec(
         text="Why do React lists need keys?",
-        key_points=[
+        key_points=(
             "keys give list items a stable identity",
             "reconciliation matches elements by key",
             "array index keys break when items reorder",
-        ],
+        ),
         outline="Keys let React match items between renders.",
-        difficulty="easy",
-        source="bank",
+        difficulty=Difficulty.EASY,
     )
+    proposal = Proposal(spec=spec, source="bank")
     served = question_next(
         session=session, request_id="req-00001", source=ScriptedSource(proposal)
     ).served
@@ -151,10 +152,10 @@ def test_answers_get_rubric_feedback_for_free(session, candidate):
         ),
     )
     assert answer.feedback_source == "rubric"
-    assert answer.covered == proposal.key_points[:2]
-    assert answer.missed == proposal.key_points[2:]
+    assert answer.covered == list(spec.key_points[:2])
+    assert answer.missed == list(spec.key_points[2:])
     assert answer.score == 7
-    assert answer.outline == proposal.outline
+    assert answer.outline == spec.outline
     assert balance(candidate) == 2  # feedback cost nothing
 
 

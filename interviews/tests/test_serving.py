@@ -149,7 +149,7 @@ def test_past_the_model_call_limit_a_question_is_refused_at_once_not_charged(
     client.force_login(user)
     session = session_start(user=user, topic=Topic.objects.get(slug="python"))
 
-    with llm._generation_slot():  # another candidate of this process is waiting on the model
+    with llm.generation_slot():  # another candidate of this process is waiting on the model
         response = client.post(next_url(session), {"request_id": "busy-0001"}, **HTMX)
 
     assert response.status_code == 503
