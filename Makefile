@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # throwaway one unless the environment provides its own.
 TEST_SECRET_KEY := insecure-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: venv devvenv run migrate serve worker test lint bench clean
+.PHONY: venv devvenv lock run migrate serve worker test lint bench clean
 
 # --- Environments -------------------------------------------------------------
 
@@ -34,13 +34,23 @@ $(VENV)/.installed: requirements.txt
 		echo "Creating $(VENV) with $$py"; \
 		"$$py" -m venv --clear $(VENV); \
 	fi
-	$(PY) -m pip install --upgrade pip -q
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
 	@touch $@
+
+# The lockfiles: requirements.txt (what runs) and requirements-dev.txt (that, plus the tests' and
+# linters' tools) pin the whole dependency tree, with hashes, compiled from the top-level
+# requirements.in and requirements-dev.in. After editing a .in file: `make lock`. To move a pin
+# that is already locked: `make lock LOCK_ARGS="--upgrade-package django"`.
+LOCK_ARGS ?=
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock: devvenv
+	$(PIP_COMPILE) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 # --- Running ------------------------------------------------------------------
 
