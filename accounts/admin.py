@@ -68,7 +68,8 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate the selected accounts (they can no longer log in)")
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = queryset.filter(is_active=True).exclude(pk=request.user.pk).update(is_active=False)
+        yourself = request.user.pk or 0  # never deactivate the staff member doing it
+        count = queryset.filter(is_active=True).exclude(pk=yourself).update(is_active=False)
         messages.success(request, f"Deactivated {count} account{'s' if count != 1 else ''}.")
 
 

@@ -9,12 +9,13 @@ from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import AccountDeleteForm
 from accounts.services import user_delete
+from config.types import AuthenticatedHttpRequest
 from config.views import allauth_retry_after
 
 
@@ -43,7 +44,7 @@ class LoginView(allauth_views.LoginView):
 
 
 @require_http_methods(["GET"])
-def profile(request: HttpRequest) -> HttpResponse:
+def profile(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "email_verified": EmailAddress.objects.filter(user=request.user, verified=True).exists(),
         "verification_required": allauth_settings.EMAIL_VERIFICATION != "none",
@@ -55,7 +56,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def account_delete(request: HttpRequest) -> HttpResponse:
+def account_delete(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Delete your account: your password and the word DELETE, so that neither a stray click
     nor someone at an unlocked screen can do it."""
     form = AccountDeleteForm(request.POST or None, user=request.user)

@@ -2,19 +2,22 @@
 
 import csv
 from collections.abc import Iterator
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from accounts.models import User
 from config.db import connection_hand_back
 from ledger import services
 from ledger.exceptions import LedgerError
@@ -24,7 +27,7 @@ from ledger.models import Hold, LedgerEntry, TokenAccount
 COUNT_CAP = 10_000
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(Paginator[Any]):
     """Counts at most COUNT_CAP + 1 rows, and uses the planner's estimate above that.
 
     A table of millions of entries must not be scanned by COUNT(*) to draw one page.
@@ -32,14 +35,15 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        capped = self.object_list[: COUNT_CAP + 1].count()
+        queryset = cast("QuerySet[Any]", self.object_list)
+        capped = queryset[: COUNT_CAP + 1].count()
         if capped <= COUNT_CAP:
             return capped
-        if not self.object_list.query.where and connection.vendor == "postgresql":
+        if not queryset.query.where and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],
+                    [queryset.model._meta.db_table],
                 )
                 row = cursor.fetchone()
             if row and row[0] > capped:
@@ -47,7 +51,14 @@ class CappedCountPaginator(Paginator):
         return capped
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+def _staff(request: HttpRequest) -> User:
+    """The staff member behind an admin request (the admin only serves logged-in staff)."""
+    if not isinstance(request.user, User):
+        raise TypeError("an admin request without a logged-in user")
+    return request.user
+
+
+class ReadOnlyAdmin[M: Model](admin.ModelAdmin[M]):
     """Staff may look, never edit: every change goes through ledger.services."""
 
     show_facets = admin.ShowFacets.NEVER
@@ -55,10 +66,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
         return False
 
     def has_grant_permission(self, request: HttpRequest) -> bool:
@@ -75,13 +86,19 @@ class RefundForm(forms.Form):
 
 
 def _action_input(
-    request: HttpRequest, *, admin_site, queryset: QuerySet, form_class, action: str, title: str
-) -> tuple[forms.Form | None, TemplateResponse | None]:
+    request: HttpRequest,
+    *,
+    admin_site: admin.AdminSite,
+    queryset: QuerySet[Any],
+    form_class: type[forms.Form],
+    action: str,
+    title: str,
+) -> forms.Form | TemplateResponse:
     """An action that needs input (an amount, a reason) asks for it on a page of its own:
-    returns (the valid form, None) once submitted, else (None, that page)."""
+    returns the valid form once submitted, else that page."""
     form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_valid():
-        return form, None
+        return form
     page = TemplateResponse(
         request,
         "admin/ledger/action_form.html",
@@ -95,17 +112,19 @@ def _action_input(
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         },
     )
-    return None, page
+    return page
 
 
-class EmailOrRequestIdSearch:
+class EmailOrRequestIdSearchAdmin[M: Model](ReadOnlyAdmin[M]):
     """Search a big table by exact request id, or by email through the small accounts table,
     so that PostgreSQL uses indexes instead of scanning every row for UPPER(...) matches."""
 
     search_fields = ["=account__email", "=request_id"]  # shows the box; the lookup is below
     search_help_text = "Exact email address or request id."
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[M], search_term: str
+    ) -> tuple[QuerySet[M], bool]:
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -114,7 +133,7 @@ class EmailOrRequestIdSearch:
 
 
 @admin.register(TokenAccount)
-class TokenAccountAdmin(ReadOnlyAdmin):
+class TokenAccountAdmin(ReadOnlyAdmin[TokenAccount]):
     list_display = ["email", "balance", "held", "version", "updated_at"]
     search_fields = ["=email", "^email"]
     readonly_fields = ["user", "email", "balance", "held", "version", "created_at", "updated_at"]
@@ -123,8 +142,10 @@ class TokenAccountAdmin(ReadOnlyAdmin):
     paginator = CappedCountPaginator
 
     @admin.action(description="Grant tokens to the selected accounts", permissions=["grant"])
-    def grant_tokens(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
-        form, page = _action_input(
+    def grant_tokens(
+        self, request: HttpRequest, queryset: QuerySet[TokenAccount]
+    ) -> TemplateResponse | None:
+        form = _action_input(
             request,
             admin_site=self.admin_site,
             queryset=queryset,
@@ -132,13 +153,13 @@ class TokenAccountAdmin(ReadOnlyAdmin):
             action="grant_tokens",
             title="Grant tokens",
         )
-        if page is not None:
-            return page
+        if isinstance(form, TemplateResponse):
+            return form
         for account in queryset:
             entry = services.account_grant(
                 account=account,
                 amount=form.cleaned_data["amount"],
-                actor=request.user,
+                actor=_staff(request),
                 source=LedgerEntry.Source.ADMIN,
                 reason=form.cleaned_data["reason"],
             )
@@ -151,7 +172,7 @@ class TokenAccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Hold)
-class HoldAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
+class HoldAdmin(EmailOrRequestIdSearchAdmin[Hold]):
     list_display = ["id", "account", "status", "amount", "request_id", "created_at", "expires_at"]
     list_filter = ["status"]
     list_select_related = ["account"]
@@ -160,7 +181,7 @@ class HoldAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
+class LedgerEntryAdmin(EmailOrRequestIdSearchAdmin[LedgerEntry]):
     list_display = [
         "created_at",
         "account_email",
@@ -188,7 +209,7 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
     def account_email(self, entry: LedgerEntry) -> str:
         return entry.account.email
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         export = path(
             "export.csv",
             self.admin_site.admin_view(self.export_csv),
@@ -196,7 +217,7 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
         )
         return [export, *super().get_urls()]
 
-    def export_csv(self, request: HttpRequest) -> HttpResponse:
+    def export_csv(self, request: HttpRequest) -> HttpResponseBase:
         """The entries the changelist shows with the same filters, all of them, streamed."""
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
@@ -207,8 +228,10 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
         return response
 
     @admin.action(description="Refund the selected debits", permissions=["grant"])
-    def refund_debits(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
-        form, page = _action_input(
+    def refund_debits(
+        self, request: HttpRequest, queryset: QuerySet[LedgerEntry]
+    ) -> TemplateResponse | None:
+        form = _action_input(
             request,
             admin_site=self.admin_site,
             queryset=queryset,
@@ -216,13 +239,13 @@ class LedgerEntryAdmin(EmailOrRequestIdSearch, ReadOnlyAdmin):
             action="refund_debits",
             title="Refund debits",
         )
-        if page is not None:
-            return page
+        if isinstance(form, TemplateResponse):
+            return form
         for entry in queryset:
             try:
                 refund = services.account_refund(
                     entry=entry,
-                    actor=request.user,
+                    actor=_staff(request),
                     source=LedgerEntry.Source.ADMIN,
                     reason=form.cleaned_data["reason"],
                 )
@@ -273,7 +296,7 @@ def _cell(value: object) -> object:
 CSV_BATCH = 2000
 
 
-def _csv_rows(queryset: QuerySet) -> Iterator[str]:
+def _csv_rows(queryset: QuerySet[LedgerEntry]) -> Iterator[str]:
     """Newest first, in keyset batches: each batch is one short query, and the connection goes
     back to the pool between batches, so a long download holds no connection, no transaction
     and no server-side cursor (it works behind PgBouncer in transaction mode), in bounded

@@ -1,20 +1,27 @@
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.decorators import sync_and_async_middleware
 
+# Set on a request whose response must carry the balance badge again.
+CHANGED_ATTR = "_ledger_balance_changed"
+
+SyncGetResponse = Callable[[HttpRequest], HttpResponse]
+AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
 
 def mark_balance_changed(request: HttpRequest) -> None:
     """Ask for the balance badge to be sent again with this (htmx) response."""
-    request.balance_changed = True
+    setattr(request, CHANGED_ATTR, True)
 
 
 def _wants_badge(request: HttpRequest, response: HttpResponse) -> bool:
     return bool(
         getattr(request, "htmx", False)
-        and getattr(request, "balance_changed", False)
+        and getattr(request, CHANGED_ATTR, False)
         and request.user.is_authenticated
         and not response.streaming
         and response.get("Content-Type", "").startswith("text/html")
@@ -30,7 +37,9 @@ def _append_badge(request: HttpRequest, response: HttpResponse) -> None:
 
 
 @sync_and_async_middleware
-def balance_badge_middleware(get_response: Callable) -> Callable:
+def balance_badge_middleware(
+    get_response: SyncGetResponse | AsyncGetResponse,
+) -> SyncGetResponse | AsyncGetResponse:
     """Appends the balance badge, out of band, to any htmx response that changed the balance.
 
     The badge is defined once, in base.html; this renders the same partial with
@@ -38,17 +47,20 @@ def balance_badge_middleware(get_response: Callable) -> Callable:
     either mode, so an async view's response never goes through a thread just to pass here.
     """
     if iscoroutinefunction(get_response):
+        aget_response = cast(AsyncGetResponse, get_response)
 
         async def amiddleware(request: HttpRequest) -> HttpResponse:
-            response = await get_response(request)
+            response = await aget_response(request)
             if _wants_badge(request, response):
                 await sync_to_async(_append_badge)(request, response)  # reads the balance
             return response
 
         return amiddleware
 
+    sget_response = cast(SyncGetResponse, get_response)
+
     def middleware(request: HttpRequest) -> HttpResponse:
-        response = get_response(request)
+        response = sget_response(request)
         if _wants_badge(request, response):
             _append_badge(request, response)
         return response

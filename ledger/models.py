@@ -5,6 +5,8 @@ a balance below what is held, a negative hold total, two entries with one versio
 two resolutions of one hold, and (PostgreSQL trigger) any UPDATE or DELETE of an entry.
 """
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -99,11 +101,11 @@ class Hold(models.Model):
         return f"Hold {self.pk} ({self.status}) {self.request_id}"
 
 
-class LedgerEntryQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+class LedgerEntryQuerySet(models.QuerySet["LedgerEntry"]):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise LedgerEntryImmutable("Ledger entries are append-only: they cannot be updated.")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise LedgerEntryImmutable("Ledger entries are append-only: they cannot be deleted.")
 
 
@@ -196,12 +198,12 @@ class LedgerEntry(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.balance_delta:+d} -> {self.balance_after}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise LedgerEntryImmutable("Ledger entries are append-only: they cannot be changed.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise LedgerEntryImmutable("Ledger entries are append-only: they cannot be deleted.")
 
     @property

@@ -403,9 +403,12 @@ def hold_capture[T](
                 request_id=current.request_id,
                 hold=current,
             )
-            result = record(current, entry) if record is not None else None
+            if record is None:
+                hold.status, hold.resolved_at = current.status, current.resolved_at
+                return Capture(entry=entry, record=None)
+            stored = record(current, entry)
             hold.status, hold.resolved_at = current.status, current.resolved_at
-            return Capture(entry=entry, record=result)
+            return Capture(entry=entry, record=stored)
     raise refusal
 
 

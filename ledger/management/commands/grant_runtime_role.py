@@ -18,6 +18,7 @@ that up, from scratch each time (it is idempotent):
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
@@ -201,7 +202,7 @@ class Command(BaseCommand):
             help=f"do nothing when no role is given and {ROLE_VARIABLE} is not set (make migrate)",
         )
 
-    def handle(self, *args, role: str | None, if_configured: bool, **options) -> None:
+    def handle(self, *args: Any, role: str | None, if_configured: bool, **options: Any) -> None:
         # The settings have loaded .env into the environment by now.
         role = (role or os.environ.get(ROLE_VARIABLE, "")).strip()
         if not role:

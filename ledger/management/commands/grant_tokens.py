@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -25,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("amount", help="tokens to grant (a whole number above 0)")
         parser.add_argument("--reason", required=True, help="why (shown to staff and the user)")
 
-    def handle(self, *args, email: str, amount: str, reason: str, **options) -> None:
+    def handle(self, *args: Any, email: str, amount: str, reason: str, **options: Any) -> None:
         tokens = _positive_int(amount)
         if not reason.strip():
             raise CommandError("--reason must not be empty.")

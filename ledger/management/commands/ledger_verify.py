@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 
 from ledger.selectors import ledger_report_get
@@ -9,7 +11,7 @@ class Command(BaseCommand):
         "otherwise list each broken account and exit 1."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         report = ledger_report_get()
         if not report.problems:
             self.stdout.write(f"OK: {report.checked} account(s) reconcile.")
