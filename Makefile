@@ -109,8 +109,11 @@ test: devvenv
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE="$${DB_POOL_MAX_SIZE:-40}" \
 		.ci/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
+# mypy loads the settings (django-stubs): they need a SECRET_KEY, any will do.
 lint: devvenv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" $(VENV)/bin/mypy .
 
 # In-process benchmarks (their threads each hold a connection: a pool as large as the tests'),
 # then the load benchmark, which starts the servers with their production settings.
@@ -119,4 +122,4 @@ bench: devvenv
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/load.py
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache

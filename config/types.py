@@ -5,9 +5,11 @@ from accounts.models import User
 
 
 class HtmxHttpRequest(HttpRequest):
-    """A request that went through django-htmx's middleware (for type checkers)."""
+    """A request that went through django-htmx's middleware (for type checkers). Only the
+    candidate's pages, which require login, take one: its user is a User."""
 
     htmx: HtmxDetails
+    user: User
 
 
 class AuthenticatedHttpRequest(HttpRequest):

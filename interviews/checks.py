@@ -45,9 +45,9 @@ def _number_errors(rules: list[tuple[str, bool, int, str]]) -> list[CheckMessage
         numeric = (
             isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         )
-        if integer and numeric and value != int(value):
+        if integer and numeric and value != int(value):  # type: ignore[arg-type]
             numeric = False
-        if not numeric or value <= above:
+        if not numeric or value <= above:  # type: ignore[operator]  # numeric: a number
             errors.append(
                 Error(
                     f"{name} is {value!r}; it must be {wanted}.",

@@ -67,7 +67,7 @@ def _session_page(
 ) -> HttpResponse:
     served = list(selectors.served_questions(session=session))
     for item in served:
-        item.answer_form = invalid if item.position == invalid_position else _answer_form(item)
+        item.answer_form = invalid if item.position == invalid_position else _answer_form(item)  # type: ignore[attr-defined]  # read by the template
     pool = selectors.pool_progress(user=request.user, topic=session.topic)
     context = {
         "session": session,
@@ -142,7 +142,7 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         mark_balance_changed(request)  # every answer carries the stored balance
     form = NextQuestionForm(request.POST)
     if not form.is_valid():
-        message = " ".join(form.errors["request_id"])
+        message = " ".join(form.errors["request_id"])  # type: ignore[arg-type]
         return await sync_to_async(_question_refused)(request, session, status=400, message=message)
     try:
         await arate_limit(
@@ -210,7 +210,7 @@ def _question_delivered(
     else:
         # Just stored with its question and debit; it has no answer yet (no query needed).
         ServedQuestion.answer.related.set_cached_value(served, None)
-    served.answer_form = _answer_form(served)
+    served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
     context = {
         "session": session,
         "sq": served,
@@ -266,7 +266,7 @@ def _answer_page(
 ) -> HttpResponse:
     if form.is_valid():
         served = _own_question(request, served.session_id, served.position)
-        served.answer_form = _answer_form(served)
+        served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
         status = 200
     else:
         if not request.htmx:
@@ -277,7 +277,7 @@ def _answer_page(
                 invalid=form,
                 invalid_position=served.position,
             )
-        served.answer_form = form
+        served.answer_form = form  # type: ignore[attr-defined]  # read by the template
     return render(
         request,
         "interviews/session.html#question-card",

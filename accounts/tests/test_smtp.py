@@ -46,7 +46,9 @@ def smtp_server():
 
 def body_of(message: email.message.Message) -> str:
     part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
-    return part.get_payload(decode=True).decode()
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
 
 
 def test_the_verification_email_goes_out_over_smtp(client, db, settings, smtp_server):

@@ -12,6 +12,7 @@ def session(*, expires_in: timedelta) -> str:
     store["who"] = "candidate"
     store.create()
     Session.objects.filter(pk=store.session_key).update(expire_date=timezone.now() + expires_in)
+    assert store.session_key
     return store.session_key
 
 

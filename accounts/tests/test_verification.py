@@ -23,7 +23,9 @@ def signup(client, email: str):
 
 def confirm_link(to: str) -> str:
     message = next(m for m in reversed(mail.outbox) if to in m.to)
-    return re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", message.body)[1]
+    match = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", str(message.body))
+    assert match, "no confirmation link in the email"
+    return match[1]
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -30,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 T0 = 60 * 1_000_000 + 20
 
 
-def request_from(ip: str = "203.0.113.7", user_id: int | None = 1, **headers: str):
+def request_from(ip: str = "203.0.113.7", user_id: int | None = 1, **headers: Any):
     request = RequestFactory().post("/", REMOTE_ADDR=ip, **headers)
-    request.user = SimpleNamespace(is_authenticated=user_id is not None, pk=user_id)
+    # All the limits read of a user: is_authenticated and pk.
+    request.user = SimpleNamespace(is_authenticated=user_id is not None, pk=user_id)  # type: ignore[assignment]
     return request
 
 

@@ -250,7 +250,7 @@ class FakeOpenAI:
         if self._httpd is None:
             raise RuntimeError("the fake server is not running")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     # --- lifecycle
 

@@ -1,6 +1,7 @@
 """Concurrent requests over the real view and the real database (threads, row locks)."""
 
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -26,7 +27,7 @@ def counting_source(monkeypatch) -> CountingBankSource:
 def post_as(user, url: str, request_id: str, htmx: bool) -> int:
     client = Client()
     client.force_login(user)
-    extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    extra: dict[str, Any] = {"HTTP_HX_REQUEST": "true"} if htmx else {}
     return client.post(url, {"request_id": request_id}, **extra).status_code
 
 

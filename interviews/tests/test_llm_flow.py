@@ -6,6 +6,7 @@ Whatever the server does, a question is charged exactly when it is delivered.
 import logging
 from collections import Counter
 from contextvars import ContextVar
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -31,7 +32,7 @@ from interviews.tests.fake_openai import (
 from ledger.models import Hold, LedgerEntry
 from ledger.selectors import account_problem_list
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 
 
 def next_url(session) -> str:

@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -30,7 +31,7 @@ from interviews.tests.fake_openai import FakeOpenAI, ok, question_payload
 from ledger.models import Hold, LedgerEntry
 from ledger.selectors import account_problem_list
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 ROOT = Path(__file__).resolve().parents[2]
 
 # Statements one question costs through the htmx view, bank source: the session and the user

@@ -105,9 +105,8 @@ def cluster() -> Iterator[Cluster]:
         member=f"mockroom_member_{suffix}",
     )
     admin = cluster.connect(user=cluster.superuser, database="postgres")
-    if not admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[
-        0
-    ]:
+    row = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if not (row and row[0]):
         admin.close()
         pytest.skip("creating roles and databases needs the test cluster's superuser")
     try:
@@ -191,12 +190,14 @@ def privileges(conn: psycopg.Connection, *, role: str, table: str) -> set[str]:
         for privilege in TABLE_PRIVILEGES
         if conn.execute(
             "SELECT has_table_privilege(%s, %s::regclass, %s)", [role, table, privilege]
-        ).fetchone()[0]
+        ).fetchone()[0]  # type: ignore[index]  # one row
     }
 
 
 def an_entry(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT min(id) FROM ledger_ledgerentry").fetchone()[0]
+    row = conn.execute("SELECT min(id) FROM ledger_ledgerentry").fetchone()
+    assert row, "no ledger entry"
+    return row[0]
 
 
 # --- the app works as the runtime role ------------------------------------------------------

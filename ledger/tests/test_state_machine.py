@@ -81,6 +81,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Also the replay rule: ids repeat, so the same id comes back in every state."""
         model = self.model
         existing = model.holds.get(request_id)
+        expected: type[Exception] | str | None  # the exception the service raises, or "new"
         if existing is not None:
             if existing.purpose != purpose:
                 expected = RequestConflict

@@ -24,6 +24,7 @@ from playwright.sync_api import (
     Error,
     Page,
     Playwright,
+    ViewportSize,
     expect,
     sync_playwright,
 )
@@ -41,8 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP = ViewportSize(width=1280, height=900)
+PHONE = ViewportSize(width=390, height=844)
 AUDIT_VIEWPORTS = (DESKTOP, PHONE)
 
 # axe-core, injected into every document by the test's browser context (an init script runs
@@ -134,7 +135,7 @@ class A11yAudit:
 
     def watch(self, page: Page) -> Page:
         self.pages.append(page)
-        page.on("load", lambda: self._on_load(page))
+        page.on("load", lambda _page: self._on_load(page))
         return page
 
     def _on_load(self, page: Page) -> None:
@@ -245,7 +246,7 @@ def new_page(
     """new_page(viewport=...) -> a page in a fresh context (its own cookies), watched."""
     contexts = []
 
-    def make(*, viewport: dict | None = None) -> Page:
+    def make(*, viewport: ViewportSize | None = None) -> Page:
         context = browser.new_context(viewport=viewport or DESKTOP)
         context.set_default_timeout(TIMEOUT_MS)
         context.add_init_script(path=AXE_PATH)

@@ -7,6 +7,7 @@ desktop and phone widths, including a form with its errors."""
 
 import itertools
 import re
+import uuid
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -189,7 +190,7 @@ def test_keyboard_walk_signup_session_question_answer_feedback(
 
     answer_box = question.get_by_label("Your answer")
     press_tab_until(page, answer_box)
-    session_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    session_id = uuid.UUID(page.url.rstrip("/").rsplit("/", 1)[-1])
     served = ServedQuestion.objects.get(session_id=session_id, position=1).question
     page.keyboard.type(f"{served.key_points[0]}. I would explain this with an example.")
     page.keyboard.press("Tab")
@@ -265,7 +266,7 @@ def test_nothing_is_said_by_colour_alone(live_server, page: Page) -> None:
     expect(card.locator(".pill")).to_have_text("Hard")
     expect(card.locator(".receipt")).to_have_text(re.compile(r"^1 token · \d+ -> \d+$"))
 
-    session_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    session_id = uuid.UUID(page.url.rstrip("/").rsplit("/", 1)[-1])
     served = ServedQuestion.objects.get(session_id=session_id, position=1).question
     card.get_by_label("Your answer").fill(f"{served.key_points[0]}. And an example from work.")
     card.get_by_role("button", name="Get feedback (free)").click()

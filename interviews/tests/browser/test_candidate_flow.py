@@ -6,10 +6,11 @@ adds the states reached without a page load (a question, an alert, feedback) at 
 
 import itertools
 import re
+import uuid
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Locator, Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, ViewportSize, expect
 
 from accounts.models import User
 from interviews.models import ServedQuestion, Topic
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "Quiet-Harbor-42"
 SESSION_URL = re.compile(r"/interviews/[0-9a-f-]{36}/$")
-PHONE = {"width": 390, "height": 844}
-PHONE_LANDSCAPE = {"width": 844, "height": 390}
+PHONE = ViewportSize(width=390, height=844)
+PHONE_LANDSCAPE = ViewportSize(width=844, height=390)
 
 # Resolves once window.scrollY has not changed for 20 animation frames (a smooth scroll has
 # ended), or after 5 s at most: a bounded wait for a condition, not a sleep.
@@ -69,7 +70,9 @@ def start_session(page: Page, *, topic: str = "ReactJS", difficulty: str = "Easy
 
 
 def balance(page: Page) -> int:
-    return int(re.match(r"\d+", page.locator("#token-balance").inner_text()).group())
+    match = re.match(r"\d+", page.locator("#token-balance").inner_text())
+    assert match, "the badge shows no balance"
+    return int(match.group())
 
 
 def tokens(n: int) -> str:
@@ -216,7 +219,7 @@ def test_feedback_arrives_in_place_and_short_answers_are_refused(
     set_reload_marker(page)
     card = ask_question(page, 1)
 
-    session_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    session_id = uuid.UUID(page.url.rstrip("/").rsplit("/", 1)[-1])
     question = ServedQuestion.objects.get(session_id=session_id, position=1).question
     # Cover the first key point and miss the others: both lists of the feedback appear.
     answer = f"{question.key_points[0]}. I would explain this with an example from a project."
@@ -382,9 +385,11 @@ def test_new_question_heading_is_not_hidden_under_the_sticky_header(
     heading = card.get_by_role("heading", name="Question 1")
     expect(heading).to_be_focused()
     assert page.evaluate(SCROLL_SETTLED), "the page kept scrolling for 5 s"
-    header = page.locator(".site-header").bounding_box()
+    header, heading_box = page.locator(".site-header").bounding_box(), heading.bounding_box()
+    assert header, "the header is not shown"
+    assert heading_box, "the heading is not shown"
     header_bottom = header["y"] + header["height"]
-    heading_top = heading.bounding_box()["y"]
+    heading_top = heading_box["y"]
     assert heading_top >= header_bottom, (
         f"the focused heading (top {heading_top:.0f}px) is under the sticky header "
         f"(bottom {header_bottom:.0f}px)"
