@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from interviews.exceptions import OffSchema
 from interviews.models import (
     Answer,
     InterviewSession,
@@ -9,6 +10,7 @@ from interviews.models import (
     Topic,
     question_fingerprint,
 )
+from interviews.spec import QuestionSpec
 
 
 class QuestionForm(forms.ModelForm):
@@ -16,8 +18,19 @@ class QuestionForm(forms.ModelForm):
         model = Question
         fields = ["topic", "difficulty", "text", "key_points", "outline", "is_active"]
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, object]:
         cleaned = super().clean()
+        # A pool question is served as any generated one is: it must pass the same spec.
+        shape = {
+            name: cleaned.get(name) for name in ("text", "key_points", "outline", "difficulty")
+        }
+        if not self.errors:
+            try:
+                QuestionSpec.parse(shape)
+            except OffSchema as exc:
+                field, _, problem = exc.detail.partition(": ")
+                name = field.split(".")[0]
+                self.add_error(name if name in shape else None, problem or exc.detail)
         topic, text = cleaned.get("topic"), cleaned.get("text")
         if topic and text:
             same = Question.objects.filter(topic=topic, fingerprint=question_fingerprint(text))

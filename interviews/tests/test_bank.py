@@ -87,3 +87,25 @@ def test_staff_cannot_give_two_questions_of_a_topic_the_same_wording(client, db)
     assert "already has a question with this wording" in response.content.decode()
     second.refresh_from_db()
     assert second.text != first.text.upper()
+
+
+def test_staff_cannot_save_a_question_the_spec_refuses(client, db):
+    from accounts.models import User
+
+    client.force_login(User.objects.create_superuser(email="s@example.com", password="x"))
+    question = Question.objects.filter(topic__slug="git").order_by("pk").first()
+    response = client.post(
+        f"/admin/interviews/question/{question.pk}/change/",
+        {
+            "topic": question.topic_id,
+            "difficulty": question.difficulty,
+            "text": question.text,
+            "key_points": json.dumps(["only", "two"]),
+            "outline": question.outline,
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "should have at least 3 items" in response.content.decode()
+    question.refresh_from_db()
+    assert len(question.key_points) >= 3
