@@ -162,7 +162,7 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 def _backoff_seconds(retry: int) -> float:
     """The pause before retry number `retry` (0-based) after a failure without Retry-After."""
-    return min(0.5 * 2**retry, MAX_BACKOFF_SECONDS)
+    return min(0.5 * 2.0**retry, MAX_BACKOFF_SECONDS)
 
 
 def _status_failure(exc: openai.APIStatusError) -> tuple[LLMError, bool, float | None]:

@@ -189,8 +189,10 @@ def test_the_schema_is_strict(spec: type[QuestionSpec | FeedbackSpec]) -> None:
 
     for node in objects_in(schema):
         assert node["additionalProperties"] is False
-        assert isinstance(node["properties"], dict)
-        assert sorted(node["required"]) == sorted(node["properties"])  # type: ignore[arg-type]
+        properties, required = node["properties"], node["required"]
+        assert isinstance(properties, dict)
+        assert isinstance(required, list)
+        assert sorted(required) == sorted(properties)
     assert objects_in(schema)[0] is schema
     # No references, and nothing OpenAI's strict mode refuses.
     for keyword in ("$ref", "$defs", "title", "default", "minLength", "maxLength"):
