@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 
@@ -18,8 +20,9 @@ class QuestionForm(forms.ModelForm):
         model = Question
         fields = ["topic", "difficulty", "text", "key_points", "outline", "is_active"]
 
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         # A pool question is served as any generated one is: it must pass the same spec.
         shape = {
             name: cleaned.get(name) for name in ("text", "key_points", "outline", "difficulty")
@@ -74,7 +77,7 @@ class QuestionAdmin(admin.ModelAdmin):
 
 class ServedInline(admin.TabularInline):
     model = ServedQuestion
-    fields = ["position", "question", "cycle", "pool_reset_size", "debit", "served_at"]
+    fields = ("position", "question", "cycle", "pool_reset_size", "debit", "served_at")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -49,7 +49,8 @@ def rubric_feedback(*, question: Question, answer: str) -> Feedback:
     """Score an answer by the key points it covers: a point counts when at least half of its
     significant words (and at least two, for longer points) appear in the answer."""
     answer_terms = terms(answer)
-    covered, missed = [], []
+    covered: list[str] = []
+    missed: list[str] = []
     for point in question.key_points:
         wanted = terms(point)
         hits = len(wanted & answer_terms)

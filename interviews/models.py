@@ -2,6 +2,7 @@ import hashlib
 import random
 import re
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -90,7 +91,7 @@ class Question(models.Model):
     def __str__(self) -> str:
         return self.text[:80]
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.fingerprint = question_fingerprint(self.text)
         if kwargs.get("update_fields") is not None and "text" in kwargs["update_fields"]:
             kwargs["update_fields"] = {*kwargs["update_fields"], "fingerprint"}

@@ -130,8 +130,8 @@ def test_feedback_is_parsed_and_the_schema_sent(fake_openai: FakeOpenAI) -> None
 
     assert feedback == llm.GeneratedFeedback(
         score=7,
-        strengths=["Clear"],
-        gaps=["Does not mention memoisation"],
+        strengths=("Clear",),
+        gaps=("Does not mention memoisation",),
         outline=feedback_payload()["outline"],
         model="gpt-test",
     )
@@ -345,9 +345,9 @@ def test_invalid_questions_raise_and_are_not_retried(
     [
         feedback_payload(score=11),
         feedback_payload(score=-1),
-        feedback_payload(score=7.5),
+        feedback_payload(score=7.5),  # type: ignore[arg-type]
         feedback_payload(score=True),
-        feedback_payload(score="7"),
+        feedback_payload(score="7"),  # type: ignore[arg-type]
         feedback_payload(strengths="good"),
         feedback_payload(gaps=["g"] * 9),
         {"score": 5, "strengths": [], "gaps": []},
@@ -456,7 +456,7 @@ def test_worst_case_seconds_follows_the_settings(settings) -> None:
 OWN_CHECK_IDS = {"mockroom.E001", "mockroom.E002", "mockroom.E003", "mockroom.E004"}
 
 
-def check_ids() -> list[str]:
+def check_ids() -> list[str | None]:
     return [message.id for message in check_question_source()]
 
 
