@@ -3,9 +3,9 @@ from django.db.models.signals import post_migrate
 
 
 def _load_question_bank(sender, *, using: str, verbosity: int = 1, **kwargs) -> None:
-    from interviews.bank import load_bank
+    from interviews.bank import bank_load
 
-    result = load_bank()
+    result = bank_load()
     if verbosity >= 1 and result.created:
         print(f"  Loaded the question bank: {result.created} questions in {result.topics} topics.")
 

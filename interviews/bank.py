@@ -43,7 +43,7 @@ class LoadResult:
     unchanged: int
 
 
-def read_bank_file(path: Path) -> BankFile:
+def bank_file_read(*, path: Path) -> BankFile:
     """Parse and validate one bank file; raise BankFileError naming the file and the problem.
 
     Each question must pass QuestionSpec, exactly as a question from the LLM does."""
@@ -86,10 +86,10 @@ def read_bank_file(path: Path) -> BankFile:
     )
 
 
-def load_bank(directory: Path = BANK_DIR) -> LoadResult:
+def bank_load(*, directory: Path = BANK_DIR) -> LoadResult:
     """Create the topics and questions the database does not have yet."""
     files = sorted(directory.glob("*.json"))
-    parsed = [read_bank_file(path) for path in files]  # validate all before writing any
+    parsed = [bank_file_read(path=path) for path in files]  # validate all before writing any
     created = unchanged = 0
     with transaction.atomic():
         for bank in parsed:

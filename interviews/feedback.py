@@ -45,7 +45,7 @@ class Feedback:
     outline: str = ""
 
 
-def rubric_feedback(*, question: Question, answer: str) -> Feedback:
+def rubric_feedback_get(*, question: Question, answer: str) -> Feedback:
     """Score an answer by the key points it covers: a point counts when at least half of its
     significant words (and at least two, for longer points) appear in the answer."""
     answer_terms = terms(answer)
@@ -78,12 +78,12 @@ def feedback_calls_model() -> bool:
     return settings.QUESTION_SOURCE == "openai"
 
 
-async def afeedback_for(*, question: Question, answer: str) -> Feedback:
+async def afeedback_get(*, question: Question, answer: str) -> Feedback:
     """LLM feedback when QUESTION_SOURCE is openai; on failure the rubric for bank questions,
     and "unavailable" (try again, free) for generated ones. The call is counted against the
     daily budget first (a spent budget is a failure like any other)."""
     if not feedback_calls_model():
-        return rubric_feedback(question=question, answer=answer)
+        return rubric_feedback_get(question=question, answer=answer)
     from interviews import llm
     from interviews.spend import BudgetSpent, amodel_call_take
 
@@ -98,9 +98,9 @@ async def afeedback_for(*, question: Question, answer: str) -> Feedback:
     except (llm.LLMError, BudgetSpent) as exc:
         logger.warning("feedback failed for question %s: %s", question.pk, exc)
         if question.source == Question.Source.BANK:
-            return rubric_feedback(question=question, answer=answer)
+            return rubric_feedback_get(question=question, answer=answer)
         return Feedback(source=Answer.FeedbackSource.UNAVAILABLE)
-    rubric = rubric_feedback(question=question, answer=answer)
+    rubric = rubric_feedback_get(question=question, answer=answer)
     return Feedback(
         source=Answer.FeedbackSource.OPENAI,
         score=generated.score,

@@ -179,6 +179,6 @@ class LLMSource:
         return Proposal(spec=generated, source=Question.Source.OPENAI, model=generated.model)
 
 
-def question_source() -> QuestionSource:
+def question_source_get() -> QuestionSource:
     """The source QUESTION_SOURCE names: `openai` or `bank`."""
     return LLMSource() if settings.QUESTION_SOURCE == "openai" else BankSource()

@@ -33,15 +33,15 @@ class PoolState:
         return self.recent[0][0] if self.recent else None
 
 
-def served_in_topic(*, user: User, topic: Topic) -> QuerySet[ServedQuestion]:
+def pool_served_list(*, user: User, topic: Topic) -> QuerySet[ServedQuestion]:
     return ServedQuestion.objects.filter(user=user, topic=topic)
 
 
-def pool_state(*, user: User, topic: Topic) -> PoolState:
+def pool_state_get(*, user: User, topic: Topic) -> PoolState:
     # Newest first by id: ids grow in the order captures commit (one account lock at a time), and
     # passes only grow, so the newest question served belongs to the current pass.
     rows = list(
-        served_in_topic(user=user, topic=topic)
+        pool_served_list(user=user, topic=topic)
         .order_by("-pk")
         .values_list("question_id", "cycle", "question__text")[:RECENT_LIMIT]
     )
@@ -51,8 +51,8 @@ def pool_state(*, user: User, topic: Topic) -> PoolState:
     )
 
 
-def current_cycle(*, user: User, topic: Topic) -> int:
-    latest = served_in_topic(user=user, topic=topic).order_by("-pk").values_list("cycle")[:1]
+def pool_cycle_get(*, user: User, topic: Topic) -> int:
+    latest = pool_served_list(user=user, topic=topic).order_by("-pk").values_list("cycle")[:1]
     return next(iter(latest), (1,))[0]
 
 
@@ -84,7 +84,7 @@ FROM pass
 """  # noqa: S608
 
 
-def pool_progress(*, user: User, topic: Topic) -> PoolProgress:
+def pool_progress_get(*, user: User, topic: Topic) -> PoolProgress:
     """The candidate's progress through a topic's pool, in one query."""
     with connection.cursor() as cursor:
         cursor.execute(_POOL_PROGRESS_SQL, {"user": user.pk, "topic": topic.pk})
@@ -100,7 +100,7 @@ class TopicProgress:
     cycle: int
 
 
-def topics_with_progress(*, user: User) -> list[TopicProgress]:
+def topic_progress_list(*, user: User) -> list[TopicProgress]:
     """Every active topic with "N of M seen" in the candidate's current pass."""
     topics = list(
         Topic.objects.filter(is_active=True)
@@ -124,7 +124,7 @@ def topics_with_progress(*, user: User) -> list[TopicProgress]:
     ]
 
 
-def sessions_for(*, user: User) -> QuerySet[InterviewSession]:
+def session_list(*, user: User) -> QuerySet[InterviewSession]:
     return (
         InterviewSession.objects.filter(user=user)
         .select_related("topic")
@@ -133,7 +133,7 @@ def sessions_for(*, user: User) -> QuerySet[InterviewSession]:
     )
 
 
-def session_for(*, user: User, session_id) -> InterviewSession:
+def session_get(*, user: User, session_id) -> InterviewSession:
     """The candidate's own session; another user's is DoesNotExist (a 404, never a 403)."""
     # With the candidate and their token account: the question flow needs both.
     return InterviewSession.objects.select_related("topic", "user__token_account").get(
@@ -141,7 +141,7 @@ def session_for(*, user: User, session_id) -> InterviewSession:
     )
 
 
-def served_questions(*, session: InterviewSession) -> QuerySet[ServedQuestion]:
+def served_question_list(*, session: InterviewSession) -> QuerySet[ServedQuestion]:
     return (
         ServedQuestion.objects.filter(session=session)
         .select_related("question", "debit", "answer", "topic")
@@ -149,7 +149,7 @@ def served_questions(*, session: InterviewSession) -> QuerySet[ServedQuestion]:
     )
 
 
-def served_question_for(*, user: User, session_id, position: int) -> ServedQuestion:
+def served_question_get(*, user: User, session_id, position: int) -> ServedQuestion:
     return ServedQuestion.objects.select_related(
         "question", "debit", "session", "topic", "answer"
     ).get(session_id=session_id, session__user=user, position=position)
@@ -162,7 +162,7 @@ class SessionSummary:
     average_score: float | None
 
 
-def session_summary(*, session: InterviewSession) -> SessionSummary:
+def session_summary_get(*, session: InterviewSession) -> SessionSummary:
     served = ServedQuestion.objects.filter(session=session)
     answers = Answer.objects.filter(served__session=session)
     scored = answers.exclude(score__isnull=True).aggregate(avg=Avg("score"))

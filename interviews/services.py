@@ -43,8 +43,8 @@ from interviews.exceptions import (
     Reason,
     SessionEnded,
 )
-from interviews.feedback import Feedback, afeedback_for, feedback_calls_model
-from interviews.generation import Proposal, QuestionSource, question_source
+from interviews.feedback import Feedback, afeedback_get, feedback_calls_model
+from interviews.generation import Proposal, QuestionSource, question_source_get
 from interviews.models import (
     Answer,
     Difficulty,
@@ -54,7 +54,7 @@ from interviews.models import (
     Topic,
     question_fingerprint,
 )
-from interviews.selectors import PoolState, current_cycle, pool_state
+from interviews.selectors import PoolState, pool_cycle_get, pool_state_get
 from ledger.exceptions import HoldNotPending
 from ledger.models import Hold, LedgerEntry
 from ledger.services import account_get_or_open, hold_capture, hold_release, hold_reserve
@@ -64,7 +64,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_POOL_COLLISIONS = 5
+# How many times a capture may find that another request of the same candidate got there first
+# (the same bank question drawn, the pool recycled) before giving up with 503. Each collision
+# needs another capture committed since the last try, so with N requests of one candidate
+# racing, a request collides at most N - 1 times: this is the most concurrent purchases of one
+# candidate that are all served. (Model calls do not race like this: one in flight per user.)
+MAX_POOL_COLLISIONS = 20
 # Feedback is free, but each request can be an LLM call: a question gets this many at most.
 MAX_FEEDBACK_REQUESTS = 10
 
@@ -145,7 +150,7 @@ def _question_start(
     )
     if reservation.replay:
         return NextQuestion(served=ServedQuestion.objects.get(hold=reservation.hold), replay=True)
-    return reservation.hold, pool_state(user=user, topic=session.topic)
+    return reservation.hold, pool_state_get(user=user, topic=session.topic)
 
 
 async def aquestion_next(
@@ -156,7 +161,7 @@ async def aquestion_next(
     if isinstance(started, NextQuestion):
         return started
     hold, pool = started
-    source = source or question_source()
+    source = source or question_source_get()
     try:
         # Only a fresh reservation takes a slot: the page's poll of a request in progress (the
         # same request id) got its 409 from hold_reserve above, never a 429.
@@ -220,7 +225,7 @@ async def _propose_and_capture(
                 if collisions == 0:
                     raise GenerationFailed(Reason.BUSY, str(exc)) from exc
                 collisions -= 1
-                pool = await sync_to_async(_db_step(pool_state))(
+                pool = await sync_to_async(_db_step(pool_state_get))(
                     user=session.user, topic=session.topic
                 )
                 continue
@@ -265,7 +270,7 @@ def _store(
     whole capture back, and the flow proposes again.
     """
     user, topic = session.user, session.topic
-    if current_cycle(user=user, topic=topic) != pool.cycle:
+    if pool_cycle_get(user=user, topic=topic) != pool.cycle:
         raise PoolChanged("the pool recycled meanwhile")
     question = proposal.question
     if question is None:
@@ -329,7 +334,7 @@ async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
     async with model_call_slot(user_id=served.user_id, calls_model=feedback_calls_model()):
         earlier = await sync_to_async(_feedback_request_take)(served=served)
         # May call the LLM: no transaction open, no connection held.
-        feedback = await afeedback_for(question=served.question, answer=text)
+        feedback = await afeedback_get(question=served.question, answer=text)
     return await sync_to_async(_answer_store)(
         served=served, earlier=earlier, text=text, feedback=feedback
     )

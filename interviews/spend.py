@@ -48,7 +48,7 @@ async def amodel_call_take() -> None:
         await sync_to_async(model_call_take)()
 
 
-def model_calls_today() -> tuple[int, int]:
+def model_call_count_get() -> tuple[int, int]:
     """(calls made today, the budget; 0 when there is none)."""
     calls = ModelCallDay.objects.filter(day=timezone.now().date()).values_list("calls", flat=True)
     return next(iter(calls), 0), settings.LLM_DAILY_CALL_BUDGET

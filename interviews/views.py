@@ -37,14 +37,14 @@ def see_other(url: str) -> HttpResponseRedirect:
 
 def _own_session(request: HtmxHttpRequest, session_id: uuid.UUID) -> InterviewSession:
     try:
-        return selectors.session_for(user=request.user, session_id=session_id)
+        return selectors.session_get(user=request.user, session_id=session_id)
     except InterviewSession.DoesNotExist:
         raise Http404("No such session.") from None
 
 
 def _own_question(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> ServedQuestion:
     try:
-        return selectors.served_question_for(
+        return selectors.served_question_get(
             user=request.user, session_id=session_id, position=position
         )
     except ServedQuestion.DoesNotExist:
@@ -65,17 +65,17 @@ def _session_page(
     invalid: AnswerForm | None = None,
     invalid_position: int | None = None,
 ) -> HttpResponse:
-    served = list(selectors.served_questions(session=session))
+    served = list(selectors.served_question_list(session=session))
     for item in served:
         item.answer_form = invalid if item.position == invalid_position else _answer_form(item)  # type: ignore[attr-defined]  # read by the template
-    pool = selectors.pool_progress(user=request.user, topic=session.topic)
+    pool = selectors.pool_progress_get(user=request.user, topic=session.topic)
     context = {
         "session": session,
         "served": served,
         "pool": pool,
         "error": error,
         "request_id": uuid.uuid4().hex,
-        "summary": selectors.session_summary(session=session) if session.is_ended else None,
+        "summary": selectors.session_summary_get(session=session) if session.is_ended else None,
     }
     return render(request, "interviews/session.html", context, status=status)
 
@@ -88,8 +88,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 def _dashboard_page(request: HtmxHttpRequest, form: StartSessionForm, status: int = 200):
     context = {
         "form": form,
-        "topics": selectors.topics_with_progress(user=request.user),
-        "sessions": selectors.sessions_for(user=request.user)[:20],
+        "topics": selectors.topic_progress_list(user=request.user),
+        "sessions": selectors.session_list(user=request.user)[:20],
     }
     return render(request, "interviews/dashboard.html", context, status=status)
 
@@ -217,7 +217,7 @@ def _question_delivered(
         "served": [served],
         "focus": True,
         "oob": True,
-        "pool": selectors.pool_progress(user=request.user, topic=session.topic),
+        "pool": selectors.pool_progress_get(user=request.user, topic=session.topic),
     }
     # A replay answers like the first time; the page replaces the card if it already shows it.
     return render(request, "interviews/session.html#question-added", context)

@@ -3,7 +3,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from interviews.bank import BANK_DIR, BankFileError, load_bank, read_bank_file
+from interviews.bank import BANK_DIR, BankFileError, bank_file_read, bank_load
 from interviews.models import Question, Topic
 
 EXPECTED_TOPICS = {
@@ -14,7 +14,7 @@ EXPECTED_TOPICS = {
 
 @pytest.mark.parametrize("path", sorted(BANK_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_every_bank_file_is_complete(path):
-    questions = read_bank_file(path).questions
+    questions = bank_file_read(path=path).questions
     assert len(questions) >= 20
     assert {q.spec.difficulty for q in questions} == {"easy", "medium", "hard"}
     for question in questions:
@@ -31,7 +31,7 @@ def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
     question = Question.objects.get(bank_key="reactjs-001")
     question.text = "A staff-edited question?"
     question.save()
-    result = load_bank()
+    result = bank_load()
     assert (result.created, result.unchanged) == (0, 240)
     question.refresh_from_db()
     assert question.text == "A staff-edited question?"
@@ -63,7 +63,7 @@ def test_a_broken_bank_file_is_refused_with_its_name(tmp_path, db):
         )
     )
     with pytest.raises(BankFileError, match=r"broken.json question 1: difficulty"):
-        load_bank(tmp_path)
+        bank_load(directory=tmp_path)
     assert not Topic.objects.filter(slug="x").exists()
 
 

@@ -1,4 +1,4 @@
-from interviews.feedback import rubric_feedback, terms
+from interviews.feedback import rubric_feedback_get, terms
 from interviews.models import Question
 
 
@@ -17,7 +17,7 @@ def test_a_complete_answer_scores_ten():
         "An index speeds up lookups a lot, but writes get slower as you add more indexes "
         "to a table."
     )
-    feedback = rubric_feedback(question=q, answer=answer)
+    feedback = rubric_feedback_get(question=q, answer=answer)
     assert (feedback.score, feedback.missed) == (10, [])
     assert feedback.outline == "The outline."
 
@@ -30,7 +30,7 @@ def test_an_empty_of_substance_answer_scores_low_and_lists_the_gaps():
             "covering index avoids the heap",
         ]
     )
-    feedback = rubric_feedback(
+    feedback = rubric_feedback_get(
         question=q, answer="I am not sure, maybe it depends on the database?"
     )
     assert feedback.score == 0
@@ -40,4 +40,4 @@ def test_an_empty_of_substance_answer_scores_low_and_lists_the_gaps():
 
 def test_a_one_liner_is_capped():
     q = question(["index speeds lookups"])
-    assert rubric_feedback(question=q, answer="index speeds lookups").score == 3
+    assert rubric_feedback_get(question=q, answer="index speeds lookups").score == 3

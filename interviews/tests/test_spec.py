@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from interviews import llm
-from interviews.bank import BankFileError, read_bank_file
+from interviews.bank import BankFileError, bank_file_read
 from interviews.exceptions import GenerationFailed, OffSchema, Reason
 from interviews.models import Difficulty
 from interviews.spec import (
@@ -252,7 +252,7 @@ def test_what_the_bank_refuses_the_llm_path_refuses(
     fake_openai.enqueue(ok(payload))
 
     with pytest.raises(BankFileError) as bank:
-        read_bank_file(bank_file(tmp_path, payload))
+        bank_file_read(path=bank_file(tmp_path, payload))
     with pytest.raises(llm.LLMError) as reply:
         ask()
 
@@ -267,7 +267,7 @@ def test_what_the_bank_accepts_the_llm_path_accepts_the_same(
     payload = question(text="  What does useEffect's cleanup do? ", difficulty="hard")
     fake_openai.enqueue(ok(payload))
 
-    (from_bank,) = read_bank_file(bank_file(tmp_path, payload)).questions
+    (from_bank,) = bank_file_read(path=bank_file(tmp_path, payload)).questions
     from_llm = ask()
 
     assert from_bank.spec == QuestionSpec.parse(from_llm.model_dump(exclude={"model"}))

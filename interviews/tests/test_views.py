@@ -180,7 +180,7 @@ def test_503_when_generation_fails_and_nothing_charged(logged_in, session, candi
         async def propose(self, **kwargs):
             raise GenerationFailed("server_error", "500 from the model")
 
-    monkeypatch.setattr("interviews.services.question_source", Broken)
+    monkeypatch.setattr("interviews.services.question_source_get", Broken)
     response = logged_in.post(next_url(session), {"request_id": "req-00001"}, **HTMX)
     html = response.content.decode()
     assert response.status_code == 503
@@ -260,7 +260,7 @@ def test_the_model_text_is_escaped(logged_in, session, monkeypatch):
     from interviews.tests.fakes import ScriptedSource
 
     monkeypatch.setattr(
-        "interviews.services.question_source",
+        "interviews.services.question_source_get",
         lambda: ScriptedSource("<img src=x onerror=alert(1)> What is XSS?"),
     )
     html = logged_in.post(next_url(session), {"request_id": "req-00001"}, **HTMX).content.decode()

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from interviews.bank import BankFileError, load_bank
+from interviews.bank import BankFileError, bank_load
 
 
 class Command(BaseCommand):
@@ -8,7 +8,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            result = load_bank()
+            result = bank_load()
         except BankFileError as exc:
             raise CommandError(f"Question bank not loaded: {exc}") from exc
         self.stdout.write(
