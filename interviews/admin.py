@@ -2,6 +2,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from interviews.exceptions import OffSchema
 from interviews.models import (
@@ -15,7 +17,7 @@ from interviews.models import (
 from interviews.spec import QuestionSpec
 
 
-class QuestionForm(forms.ModelForm):
+class QuestionForm(forms.ModelForm[Question]):
     class Meta:
         model = Question
         fields = ["topic", "difficulty", "text", "key_points", "outline", "is_active"]
@@ -43,7 +45,7 @@ class QuestionForm(forms.ModelForm):
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(admin.ModelAdmin[Topic]):
     list_display = ["name", "slug", "order", "is_active"]
     list_editable = ["order", "is_active"]
     prepopulated_fields = {"slug": ["name"]}
@@ -51,7 +53,7 @@ class TopicAdmin(admin.ModelAdmin):
 
 
 @admin.register(Question)
-class QuestionAdmin(admin.ModelAdmin):
+class QuestionAdmin(admin.ModelAdmin[Question]):
     """Staff edit the bank here. Reloading the bank (migrate) keeps their edits."""
 
     form = QuestionForm
@@ -68,14 +70,14 @@ class QuestionAdmin(admin.ModelAdmin):
     def short_text(self, question: Question) -> str:
         return question.text[:100]
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Question | None = None) -> bool:
         # A served question is part of someone's paid history: deactivate it instead.
         if obj is not None and obj.served.exists():
             return False
         return super().has_delete_permission(request, obj)
 
 
-class ServedInline(admin.TabularInline):
+class ServedInline(admin.TabularInline[ServedQuestion, InterviewSession]):
     model = ServedQuestion
     fields = ("position", "question", "cycle", "pool_reset_size", "debit", "served_at")
     readonly_fields = fields
@@ -83,33 +85,38 @@ class ServedInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: InterviewSession | None = None) -> bool:
         return False
 
 
+class ReadOnlyAdmin[M: Model](admin.ModelAdmin[M]):
+    """What candidates did and paid for: staff read it, nobody edits or deletes it here."""
+
+    show_facets = admin.ShowFacets.NEVER
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
+        return False  # paid for: the candidate's history stays whole
+
+
 @admin.register(InterviewSession)
-class InterviewSessionAdmin(admin.ModelAdmin):
+class InterviewSessionAdmin(ReadOnlyAdmin[InterviewSession]):
     list_display = ["started_at", "user", "topic", "difficulty", "ended_at"]
     list_filter = ["topic", "difficulty"]
     list_select_related = ["user", "topic"]
     search_fields = ["=user__email"]
     readonly_fields = ["id", "user", "topic", "difficulty", "started_at", "ended_at"]
     inlines = [ServedInline]
-    show_facets = admin.ShowFacets.NEVER
-    show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # its questions were paid for: the candidate's history stays whole
 
 
 @admin.register(ServedQuestion)
-class ServedQuestionAdmin(admin.ModelAdmin):
+class ServedQuestionAdmin(ReadOnlyAdmin[ServedQuestion]):
     """Questions bought, beside their debits in the ledger; "pool reset" shows where a
     candidate had seen a whole topic and its pool started a new pass (free of charge)."""
 
@@ -118,31 +125,10 @@ class ServedQuestionAdmin(admin.ModelAdmin):
     list_select_related = ["user", "topic", "debit"]
     search_fields = ["=user__email"]
     readonly_fields = [f.name for f in ServedQuestion._meta.fields]
-    show_facets = admin.ShowFacets.NEVER
-    show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(ReadOnlyAdmin[Answer]):
     list_display = ["served", "score", "feedback_source", "updated_at"]
     list_filter = ["feedback_source"]
     readonly_fields = [f.name for f in Answer._meta.fields]
-    show_facets = admin.ShowFacets.NEVER
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -2,7 +2,9 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _load_question_bank(sender, *, using: str, verbosity: int = 1, **kwargs) -> None:
+def _load_question_bank(
+    sender: AppConfig, *, using: str, verbosity: int = 1, **kwargs: object
+) -> None:
     from interviews.bank import bank_load
 
     result = bank_load()

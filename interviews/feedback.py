@@ -75,7 +75,7 @@ def rubric_feedback_get(*, question: Question, answer: str) -> Feedback:
 
 def feedback_calls_model() -> bool:
     """Whether feedback is asked of the model (counted by the in-flight limit)."""
-    return settings.QUESTION_SOURCE == "openai"
+    return bool(settings.QUESTION_SOURCE == "openai")
 
 
 async def afeedback_get(*, question: Question, answer: str) -> Feedback:

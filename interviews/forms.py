@@ -62,4 +62,4 @@ class AnswerForm(forms.Form):
                 f"Your answer is too long: at most {MAX_ANSWER_CHARS:,} characters "
                 f"(it has {len(text):,})."
             )
-        return text
+        return str(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -133,7 +134,7 @@ def session_list(*, user: User) -> QuerySet[InterviewSession]:
     )
 
 
-def session_get(*, user: User, session_id) -> InterviewSession:
+def session_get(*, user: User, session_id: uuid.UUID) -> InterviewSession:
     """The candidate's own session; another user's is DoesNotExist (a 404, never a 403)."""
     # With the candidate and their token account: the question flow needs both.
     return InterviewSession.objects.select_related("topic", "user__token_account").get(
@@ -149,7 +150,7 @@ def served_question_list(*, session: InterviewSession) -> QuerySet[ServedQuestio
     )
 
 
-def served_question_get(*, user: User, session_id, position: int) -> ServedQuestion:
+def served_question_get(*, user: User, session_id: uuid.UUID, position: int) -> ServedQuestion:
     return ServedQuestion.objects.select_related(
         "question", "debit", "session", "topic", "answer"
     ).get(session_id=session_id, session__user=user, position=position)

@@ -85,7 +85,9 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     return _dashboard_page(request, StartSessionForm())
 
 
-def _dashboard_page(request: HtmxHttpRequest, form: StartSessionForm, status: int = 200):
+def _dashboard_page(
+    request: HtmxHttpRequest, form: StartSessionForm, status: int = 200
+) -> HttpResponse:
     context = {
         "form": form,
         "topics": selectors.topic_progress_list(user=request.user),

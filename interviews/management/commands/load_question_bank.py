@@ -6,7 +6,7 @@ from interviews.bank import BankFileError, bank_load
 class Command(BaseCommand):
     help = "Load the built-in question bank (migrate does this too). Keeps staff edits."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: object, **options: object) -> None:
         try:
             result = bank_load()
         except BankFileError as exc:
