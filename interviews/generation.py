@@ -96,7 +96,7 @@ SELECT * FROM (
     SELECT q.id, q.difficulty, q.text, q.key_points, q.outline, q.source, q.model, q.draw,
            {rank} AS pick_rank
     FROM {question} AS q
-    WHERE q.topic_id = %(topic)s AND q.is_active AND {where}
+    WHERE q.topic_id = %(topic)s AND q.is_active AND q.follows_id IS NULL AND {where}
     ORDER BY q.draw LIMIT 1
 ) AS branch_{rank}
 """

@@ -78,9 +78,10 @@ WITH pass AS (
 )
 SELECT pass.cycle,
     (SELECT COUNT(*) FROM {ServedQuestion._meta.db_table}
-     WHERE user_id = %(user)s AND topic_id = %(topic)s AND cycle = pass.cycle),
+     WHERE user_id = %(user)s AND topic_id = %(topic)s AND cycle = pass.cycle
+       AND parent_id IS NULL),
     (SELECT COUNT(*) FROM {Question._meta.db_table}
-     WHERE topic_id = %(topic)s AND is_active)
+     WHERE topic_id = %(topic)s AND is_active AND follows_id IS NULL)
 FROM pass
 """  # noqa: S608
 
@@ -105,12 +106,17 @@ def topic_progress_list(*, user: User) -> list[TopicProgress]:
     """Every active topic with "N of M seen" in the candidate's current pass."""
     topics = list(
         Topic.objects.filter(is_active=True)
-        .annotate(size=Count("questions", filter=Q(questions__is_active=True)))
+        .annotate(
+            size=Count(
+                "questions",
+                filter=Q(questions__is_active=True, questions__follows__isnull=True),
+            )
+        )
         .order_by("order", "name")  # Meta.ordering does not apply to aggregate queries
     )
     # Distinct questions seen per pass, in one query; the latest pass of a topic wins.
     passes = (
-        ServedQuestion.objects.filter(user=user)
+        ServedQuestion.objects.filter(user=user, parent=None)
         .values_list("topic_id", "cycle")
         .annotate(seen=Count("question_id", distinct=True))
         .order_by("topic_id", "cycle")

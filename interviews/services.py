@@ -298,7 +298,7 @@ def _store(
         position=session.served.count() + 1,
         cycle=pool.cycle + 1 if proposal.pool_reset else pool.cycle,
         pool_reset_size=(
-            Question.objects.filter(topic=topic, is_active=True).count()
+            Question.objects.filter(topic=topic, is_active=True, follows=None).count()
             if proposal.pool_reset
             else None
         ),

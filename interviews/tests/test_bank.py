@@ -10,6 +10,7 @@ EXPECTED_TOPICS = {
     "reactjs", "javascript", "typescript", "python", "django",
     "sql", "system-design", "algorithms", "http-apis", "git",
 }  # fmt: skip
+FOLLOW_UPS = sum(len(bank_file_read(path=path).follow_ups) for path in BANK_DIR.glob("*.json"))
 
 
 @pytest.mark.parametrize("path", sorted(BANK_DIR.glob("*.json")), ids=lambda p: p.stem)
@@ -24,7 +25,11 @@ def test_every_bank_file_is_complete(path):
 
 def test_migrate_loaded_the_ten_topics(db):
     assert set(Topic.objects.values_list("slug", flat=True)) == EXPECTED_TOPICS
-    assert Question.objects.filter(source="bank").count() == 240
+    assert Question.objects.filter(source="bank", follows=None).count() == 240
+    # Every bank question has 1 to 3 written follow-ups, outside the pool.
+    follow_ups = Question.objects.filter(source="bank").exclude(follows=None)
+    assert follow_ups.count() == FOLLOW_UPS
+    assert not Question.objects.filter(source="bank", follows=None, follow_ups=None).exists()
 
 
 def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
@@ -32,16 +37,56 @@ def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
     question.text = "A staff-edited question?"
     question.save()
     result = bank_load()
-    assert (result.created, result.unchanged) == (0, 240)
+    assert (result.created, result.unchanged) == (0, 240 + FOLLOW_UPS)
     question.refresh_from_db()
     assert question.text == "A staff-edited question?"
 
 
-def test_a_deleted_bank_question_comes_back(db, capsys):
+def test_a_deleted_bank_question_comes_back_with_its_follow_ups(db, capsys):
+    follow_ups = set(
+        Question.objects.filter(follows__bank_key="git-003").values_list("bank_key", flat=True)
+    )
+    assert follow_ups
+    Question.objects.filter(follows__bank_key="git-003").delete()
     Question.objects.filter(bank_key="git-003").delete()
     call_command("load_question_bank")
-    assert "1 questions added" in capsys.readouterr().out
-    assert Question.objects.filter(bank_key="git-003").exists()
+    assert f"{1 + len(follow_ups)} questions added" in capsys.readouterr().out
+    parent = Question.objects.get(bank_key="git-003")
+    assert set(parent.follow_ups.values_list("bank_key", flat=True)) == follow_ups
+
+
+def test_every_follow_up_probes_its_question(db):
+    for follow_up in Question.objects.exclude(follows=None).select_related("follows")[:600]:
+        assert follow_up.bank_key.startswith(f"{follow_up.follows.bank_key}.f")
+        assert follow_up.difficulty == follow_up.follows.difficulty
+        assert follow_up.topic_id == follow_up.follows.topic_id
+        assert follow_up.probes
+        assert all(0 <= i < len(follow_up.follows.key_points) for i in follow_up.probes)
+
+
+def test_a_broken_follow_up_file_is_refused_with_its_name(tmp_path, db):
+    bank = {
+        "slug": "x",
+        "name": "X",
+        "questions": [
+            {
+                "key": "x-1",
+                "difficulty": "easy",
+                "text": "What is a database index?",
+                "key_points": ["a", "b", "c"],
+                "outline": "o",
+            }
+        ],
+    }
+    (tmp_path / "x.json").write_text(json.dumps(bank))
+    (tmp_path / "follow_ups").mkdir()
+    follow_up = {"text": "Why?", "key_points": ["a", "b", "c"], "outline": "o", "probes": [5]}
+    (tmp_path / "follow_ups" / "x.json").write_text(
+        json.dumps({"topic": "x", "follow_ups": {"x-1": [follow_up]}})
+    )
+    with pytest.raises(BankFileError, match=r"follow_ups/x.json x-1.f1: 'probes'"):
+        bank_load(directory=tmp_path)
+    assert not Topic.objects.filter(slug="x").exists()
 
 
 def test_a_broken_bank_file_is_refused_with_its_name(tmp_path, db):
