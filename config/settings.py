@@ -27,7 +27,8 @@ SETTINGS_FROM_ENV = (
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
     "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER "
-    "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED"
+    "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED "
+    "MOCK_SECONDS_PER_MINUTE"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -318,6 +319,10 @@ ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
 # Tokens an account receives when its email address is first verified (at signup when
 # ACCOUNT_EMAIL_VERIFICATION is none), once per mailbox.
 WELCOME_TOKENS = env.int("WELCOME_TOKENS", default=10)
+
+# How many seconds a "minute" of a mock interview's answer time lasts: 60, except to try a mock
+# interview's countdown and time-out in seconds (tests, a demo). Never below 1.
+MOCK_SECONDS_PER_MINUTE = max(1, env.int("MOCK_SECONDS_PER_MINUTE", default=60))
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="") or None

@@ -75,6 +75,16 @@ class SessionEnded(InterviewError):
     """The session is over: no more questions in it."""
 
 
+class MockQuestionRefused(SessionEnded):
+    """A mock interview takes no question now: it has had all its questions, or the current one
+    is still open (answered or timed out first). Refused like an ended session: not charged."""
+
+
+class AnswerRefused(InterviewError):
+    """A mock interview takes no answer to this question: it was answered already, its time
+    (and the grace after it) has run out, or the interview has ended. What was stored stays."""
+
+
 class PoolChanged(InterviewError):
     """Another request changed the pool between proposing and storing: propose again."""
 

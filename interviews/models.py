@@ -108,19 +108,48 @@ class Question(models.Model):
         super().save(*args, **kwargs)
 
 
+# A mock interview: how many questions it has, and the minutes allowed for each answer.
+MOCK_LENGTHS = (3, 5, 8)
+MOCK_MINUTES = (3, 5, 10)
+# An answer is still taken this many seconds after its time runs out: the page submits it at 0,
+# and the request takes a moment to arrive.
+MOCK_GRACE_SECONDS = 10
+
+
 class InterviewSession(models.Model):
+    class Mode(models.TextChoices):
+        PRACTICE = "practice", "Practice"
+        MOCK = "mock", "Mock interview"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interview_sessions"
     )
     topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="sessions")
     difficulty = models.CharField(max_length=6, choices=Difficulty, default=Difficulty.MEDIUM)
+    # Practice: questions at will, feedback at once. Mock: `length` questions, `minutes` for
+    # each answer, no feedback until the end, then a report.
+    mode = models.CharField(max_length=8, choices=Mode, default=Mode.PRACTICE)
+    length = models.PositiveSmallIntegerField(null=True, blank=True)
+    minutes = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A mock interview's report across its answers (overall score, strengths, gaps, where they
+    # came from), written once when it ends; each answer keeps its own score and feedback.
+    report = models.JSONField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["user", "-started_at"], name="interviews_session_user")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(mode="practice", length__isnull=True, minutes__isnull=True)
+                    | models.Q(mode="mock", length__in=MOCK_LENGTHS, minutes__in=MOCK_MINUTES)
+                ),
+                name="interviews_session_mode_length_minutes",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.topic} ({self.get_difficulty_display()}) {self.started_at:%Y-%m-%d %H:%M}"
@@ -131,6 +160,16 @@ class InterviewSession(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.ended_at is not None
+
+    @property
+    def is_mock(self) -> bool:
+        return self.mode == self.Mode.MOCK
+
+    @property
+    def answer_seconds(self) -> int:
+        """A mock answer's time limit (MOCK_SECONDS_PER_MINUTE is 60 but in tests)."""
+        per_minute: int = settings.MOCK_SECONDS_PER_MINUTE
+        return (self.minutes or 0) * per_minute
 
 
 class ServedQuestion(models.Model):
@@ -192,6 +231,10 @@ class ServedQuestion(models.Model):
         return f"{session_url}#q-{self.position}"
 
     @property
+    def can_be_followed_up(self) -> bool:
+        return self.depth < FOLLOW_UP_DEPTH_MAX
+
+    @property
     def pool_reset_note(self) -> str:
         if self.pool_reset_size is None:
             return ""
@@ -206,6 +249,8 @@ class Answer(models.Model):
         RUBRIC = "rubric", "Bank rubric"
         OPENAI = "openai", "LLM"
         UNAVAILABLE = "unavailable", "Unavailable"
+        # A mock interview's answer: feedback comes with the report, at the end.
+        PENDING = "pending", "Awaiting the report"
 
     served = models.OneToOneField(ServedQuestion, on_delete=models.CASCADE, related_name="answer")
     text = models.TextField()
@@ -216,6 +261,10 @@ class Answer(models.Model):
     gaps = models.JSONField(default=list, blank=True)
     outline = models.TextField(blank=True)
     feedback_source = models.CharField(max_length=12, choices=FeedbackSource)
+    # A mock interview's answer: the seconds it took (at most the time allowed), and whether
+    # the time ran out (the answer was then submitted as it stood, or never arrived).
+    seconds_used = models.PositiveIntegerField(null=True, blank=True)
+    timed_out = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -232,7 +281,10 @@ class Answer(models.Model):
 
     @property
     def has_feedback(self) -> bool:
-        return self.feedback_source != self.FeedbackSource.UNAVAILABLE
+        return self.feedback_source not in {
+            self.FeedbackSource.UNAVAILABLE,
+            self.FeedbackSource.PENDING,
+        }
 
 
 class ModelCallDay(models.Model):

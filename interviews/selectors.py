@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 from django.db.models import Avg, Count, Q, QuerySet
+from django.utils import timezone
 
-from interviews.models import Answer, InterviewSession, Question, ServedQuestion, Topic
+from interviews.models import (
+    MOCK_GRACE_SECONDS,
+    Answer,
+    InterviewSession,
+    Question,
+    ServedQuestion,
+    Topic,
+)
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -178,3 +188,129 @@ def session_summary_get(*, session: InterviewSession) -> SessionSummary:
         answered=answers.count(),
         average_score=round(scored["avg"], 1) if scored["avg"] is not None else None,
     )
+
+
+# --- mock interviews -----------------------------------------------------------------------------
+
+
+def answer_deadline_get(*, served: ServedQuestion, session: InterviewSession) -> datetime:
+    """When a mock interview's answer is due: the time allowed after the question was served."""
+    return served.served_at + timedelta(seconds=session.answer_seconds)
+
+
+def _answer_of(served: ServedQuestion) -> Answer | None:
+    try:
+        return served.answer
+    except Answer.DoesNotExist:
+        return None
+
+
+def mock_question_open(*, served: ServedQuestion, session: InterviewSession) -> bool:
+    """Whether a mock interview's question still takes its answer: none stored yet, and its
+    deadline (plus MOCK_GRACE_SECONDS) not passed."""
+    if session.is_ended or _answer_of(served) is not None:
+        return False
+    deadline = answer_deadline_get(served=served, session=session)
+    return timezone.now() <= deadline + timedelta(seconds=MOCK_GRACE_SECONDS)
+
+
+def _reading_order(served: list[ServedQuestion]) -> list[tuple[str, ServedQuestion]]:
+    """Questions each followed by its follow-ups, labelled "3", "3.1", "3.1.1"."""
+    children: dict[int | None, list[ServedQuestion]] = {}
+    for item in served:  # by position: siblings in the order they were asked
+        children.setdefault(item.parent_id, []).append(item)
+    ordered: list[tuple[str, ServedQuestion]] = []
+
+    def walk(items: list[ServedQuestion], prefix: str) -> None:
+        for number, item in enumerate(items, start=1):
+            ordered.append((f"{prefix}{number}", item))
+            walk(children.get(item.pk, []), f"{prefix}{number}.")
+
+    walk(children.get(None, []), "")
+    return ordered
+
+
+@dataclass(frozen=True)
+class MockQuestion:
+    label: str
+    served: ServedQuestion
+    answer: Answer | None
+    open: bool  # still takes its answer
+    seconds_left: int  # to the deadline, 0 once passed
+
+
+@dataclass(frozen=True)
+class MockState:
+    """Where a mock interview stands: its questions, the one open now, what comes next."""
+
+    questions: list[MockQuestion]
+    current: MockQuestion | None
+    asked: int  # questions asked (follow-ups not counted)
+    length: int
+
+    @property
+    def can_ask(self) -> bool:
+        return self.current is None and self.asked < self.length
+
+    @property
+    def finished(self) -> bool:
+        return self.current is None and self.asked >= self.length
+
+
+def mock_state_get(*, session: InterviewSession) -> MockState:
+    now = timezone.now()
+    questions = []
+    for label, served in _reading_order(list(served_question_list(session=session))):
+        deadline = answer_deadline_get(served=served, session=session)
+        questions.append(
+            MockQuestion(
+                label=label,
+                served=served,
+                answer=_answer_of(served),
+                open=mock_question_open(served=served, session=session),
+                seconds_left=max(0, math.ceil((deadline - now).total_seconds())),
+            )
+        )
+    return MockState(
+        questions=questions,
+        current=next((q for q in questions if q.open), None),
+        asked=sum(1 for q in questions if q.served.parent_id is None),
+        length=session.length or 0,
+    )
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    label: str
+    served: ServedQuestion
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    """A mock interview's report as stored: each answer's score, feedback and time, and the
+    overall part written when it ended (None until then)."""
+
+    session: InterviewSession
+    items: list[ReportItem]
+
+    @property
+    def overall(self) -> dict[str, Any] | None:
+        report = self.session.report
+        return report if isinstance(report, dict) else None
+
+    @property
+    def score(self) -> float | None:
+        """The mean of the answers' stored scores, to one decimal."""
+        scores = [item.answer.score for item in self.items if item.answer.score is not None]
+        return round(sum(scores) / len(scores), 1) if scores else None
+
+
+def session_report_get(*, session: InterviewSession) -> SessionReport:
+    served = _reading_order(list(served_question_list(session=session)))
+    items = [
+        ReportItem(label=label, served=item, answer=answer)
+        for label, item in served
+        if (answer := _answer_of(item)) is not None
+    ]
+    return SessionReport(session=session, items=items)

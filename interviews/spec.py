@@ -172,3 +172,17 @@ class FeedbackSpec(_Spec):
         description="Key points missing from the answer, or stated wrongly.",
     )
     outline: Outline = Field(description="How a strong answer would go, in 2 to 4 sentences.")
+
+
+class ReportSpec(_Spec):
+    """The overall part of a mock interview's report, as the model must deliver it (the score is
+    the mean of the answers' scores, never the model's)."""
+
+    strengths: tuple[Point, ...] = Field(
+        max_length=FEEDBACK_ITEMS_MAX,
+        description="What the candidate did well across the interview; empty if nothing.",
+    )
+    gaps: tuple[Point, ...] = Field(
+        max_length=FEEDBACK_ITEMS_MAX,
+        description="What to work on, across the interview: recurring gaps first.",
+    )

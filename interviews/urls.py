@@ -14,4 +14,6 @@ urlpatterns = [
         name="answer",
     ),
     path("<uuid:session_id>/end/", views.session_end, name="end"),
+    path("<uuid:session_id>/report/", views.session_report, name="report"),
+    path("<uuid:session_id>/report.md", views.session_report_markdown, name="report_markdown"),
 ]

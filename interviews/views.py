@@ -1,10 +1,12 @@
 import uuid
+from contextlib import suppress
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.selectors import welcome_grant_get
@@ -12,13 +14,15 @@ from config.limits import Limited, arate_limit
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
 from interviews.exceptions import (
+    AnswerRefused,
     FeedbackLimitReached,
     FeedbackUnavailable,
     GenerationFailed,
     SessionEnded,
 )
-from interviews.forms import AnswerForm, NextQuestionForm, StartSessionForm
+from interviews.forms import AnswerForm, MockAnswerForm, NextQuestionForm, StartSessionForm
 from interviews.models import InterviewSession, ServedQuestion
+from interviews.report import report_markdown
 from ledger.exceptions import (
     InsufficientTokens,
     RequestAlreadyFailed,
@@ -77,6 +81,10 @@ def _session_page(
         "request_id": uuid.uuid4().hex,
         "summary": selectors.session_summary_get(session=session) if session.is_ended else None,
     }
+    if session.is_mock:
+        context["mock"] = selectors.mock_state_get(session=session)
+        context["warn_at"] = settings.MOCK_SECONDS_PER_MINUTE
+        return render(request, "interviews/mock.html", context, status=status)
     return render(request, "interviews/session.html", context, status=status)
 
 
@@ -105,6 +113,9 @@ def session_start(request: HtmxHttpRequest) -> HttpResponse:
         user=request.user,
         topic=form.cleaned_data["topic"],
         difficulty=form.cleaned_data["difficulty"],
+        mode=form.cleaned_data["mode"],
+        length=form.cleaned_data["length"],
+        minutes=form.cleaned_data["minutes"],
     )
     return redirect(session)
 
@@ -230,6 +241,8 @@ async def answer_submit(
     request: HtmxHttpRequest, session_id: uuid.UUID, position: int
 ) -> HttpResponse:
     served = await sync_to_async(_own_question)(request, session_id, position)
+    if served.session.is_mock:  # stored as it stands, without feedback (it comes at the end)
+        return await _mock_answer_submit(request, served)
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
     status = 422
     retry_after = None
@@ -286,3 +299,76 @@ def _answer_page(
         {"session": served.session, "sq": served},
         status=status,
     )
+
+
+# --- mock interviews -----------------------------------------------------------------------------
+
+
+def _report_url(session: InterviewSession) -> str:
+    return reverse("interviews:report", kwargs={"session_id": session.pk})
+
+
+async def _mock_answer_submit(request: HtmxHttpRequest, served: ServedQuestion) -> HttpResponse:
+    """A mock interview's answer, stored as it stands without feedback; after the last one the
+    interview ends and the candidate goes to its report."""
+    session = served.session
+    form = MockAnswerForm(request.POST)
+    if not form.is_valid():
+        message = " ".join(str(e) for e in form.errors["text"])
+        return await sync_to_async(_session_page)(request, session, status=422, error=message)
+    try:
+        result = await sync_to_async(services.mock_answer_submit)(
+            served=served, text=form.cleaned_data["text"]
+        )
+    except AnswerRefused as exc:
+        return await sync_to_async(_session_page)(request, session, status=409, error=str(exc))
+    if result.finished:
+        with suppress(Limited):  # the report page offers to finish it
+            await services.areport_build(session=session)
+        return see_other(_report_url(session))
+    return see_other(session.get_absolute_url())
+
+
+def _report_page(
+    request: HtmxHttpRequest, session: InterviewSession, *, status: int = 200, error: str = ""
+) -> HttpResponse:
+    context = {
+        "session": session,
+        "report": selectors.session_report_get(session=session),
+        "error": error,
+    }
+    return render(request, "interviews/report.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+async def session_report(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """GET: a mock interview's report (printable). POST: end the interview and write its report
+    (feedback on every answer, then the overall part), free; then 303 to the report."""
+    session = await sync_to_async(_own_session)(request, session_id)
+    if not session.is_mock:
+        raise Http404("Only a mock interview has a report.")
+    if request.method == "POST":
+        try:
+            await services.areport_build(session=session)
+        except Limited as exc:
+            session = await sync_to_async(_own_session)(request, session_id)
+            response = await sync_to_async(_report_page)(
+                request, session, status=429, error=f"{exc.message}. Your report is free."
+            )
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return see_other(_report_url(session))
+    return await sync_to_async(_report_page)(request, session)
+
+
+@require_GET
+def session_report_markdown(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """The report as a Markdown file to keep."""
+    session = _own_session(request, session_id)
+    if not session.is_mock or session.report is None:
+        raise Http404("This interview has no report yet.")
+    text = report_markdown(report=selectors.session_report_get(session=session))
+    response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+    name = f"mockroom-{session.topic.slug}-{session.started_at:%Y-%m-%d}-report.md"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

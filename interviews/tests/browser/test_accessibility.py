@@ -177,6 +177,9 @@ def test_keyboard_walk_signup_session_question_answer_feedback(
     press_tab_until(page, difficulty)
     page.keyboard.press("Tab")
     card = page.locator("li.topic-card").filter(has=page.get_by_role("heading", name="ReactJS"))
+    # The mode's options (practice by default, or a mock interview), closed, then Start.
+    expect(card.locator("summary")).to_be_focused()
+    page.keyboard.press("Tab")
     expect(card.get_by_role("button", name="Start")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page).to_have_url(SESSION_URL)
