@@ -99,3 +99,8 @@ class FeedbackLimitReached(InterviewError):
 
 class AlreadyServed(InterviewError):
     """A generated question repeats one this candidate was already served: propose again, free."""
+
+
+class FollowUpRefused(InterviewError):
+    """No follow-up can be asked on this question now (not answered yet, the chain as deep as it
+    goes, none left to ask): refused before anything is reserved."""

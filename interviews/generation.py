@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from interviews.exceptions import GenerationFailed, Reason
-from interviews.models import Question, ServedQuestion
+from interviews.models import Answer, Question, ServedQuestion
 from interviews.spec import QuestionSpec
 
 if TYPE_CHECKING:
@@ -182,3 +182,105 @@ class LLMSource:
 def question_source_get() -> QuestionSource:
     """The source QUESTION_SOURCE names: `openai` or `bank`."""
     return LLMSource() if settings.QUESTION_SOURCE == "openai" else BankSource()
+
+
+# --- follow-ups ------------------------------------------------------------------------------
+
+
+class FollowUpSource(Protocol):
+    name: str
+    calls_model: bool
+
+    def has_follow_up(self, *, parent: ServedQuestion) -> bool:
+        """Whether a follow-up can be proposed at all (asked before anything is reserved)."""
+        ...
+
+    async def propose_follow_up(self, *, parent: ServedQuestion, answer: Answer) -> Proposal: ...
+
+
+def _written_follow_ups(*, parent: ServedQuestion) -> list[Question]:
+    """The bank's written follow-ups of the chain's first question not yet asked in this
+    session, in the bank's order."""
+    root = parent.question.follows or parent.question
+    asked = ServedQuestion.objects.filter(
+        session_id=parent.session_id, question__follows=root
+    ).values("question_id")
+    return list(
+        Question.objects.filter(follows=root, is_active=True)
+        .exclude(pk__in=asked)
+        .order_by("bank_key", "pk")
+    )
+
+
+class BankFollowUps:
+    """The bank's written follow-ups: the one that digs into most of the key points the answer
+    missed (each follow-up names the key points of its question it probes)."""
+
+    name = "bank"
+    calls_model = False
+
+    def has_follow_up(self, *, parent: ServedQuestion) -> bool:
+        return bool(_written_follow_ups(parent=parent))
+
+    async def propose_follow_up(self, *, parent: ServedQuestion, answer: Answer) -> Proposal:
+        return await sync_to_async(self.pick)(parent=parent, answer=answer)
+
+    def pick(self, *, parent: ServedQuestion, answer: Answer) -> Proposal:
+        candidates = _written_follow_ups(parent=parent)
+        if not candidates:
+            raise GenerationFailed(Reason.EMPTY_POOL, "No follow-up is left for this question.")
+        key_points = list(parent.question.key_points)
+        missed = {key_points.index(point) for point in answer.missed if point in key_points}
+        # The first follow-up of the bank's order among those probing most missed key points.
+        chosen = max(
+            enumerate(candidates),
+            key=lambda pair: (len(missed & set(pair[1].probes)), -pair[0]),
+        )[1]
+        return Proposal(
+            spec=QuestionSpec.parse(
+                {
+                    "text": chosen.text,
+                    "key_points": chosen.key_points,
+                    "outline": chosen.outline,
+                    "difficulty": chosen.difficulty,
+                }
+            ),
+            source=Question.Source.BANK,
+            question=chosen,
+        )
+
+
+class LLMFollowUps:
+    """Asks the model for a follow-up that probes the answer and what it missed."""
+
+    name = "openai"
+    calls_model = True
+
+    def has_follow_up(self, *, parent: ServedQuestion) -> bool:
+        return True
+
+    async def propose_follow_up(self, *, parent: ServedQuestion, answer: Answer) -> Proposal:
+        from interviews import llm
+        from interviews.spend import BudgetSpent, amodel_call_take
+
+        try:
+            await amodel_call_take()
+        except BudgetSpent as exc:
+            raise GenerationFailed(Reason.BUDGET_SPENT, str(exc)) from exc
+        question = parent.question
+        try:
+            generated = await llm.agenerate_follow_up(
+                question=question.text,
+                key_points=list(question.key_points),
+                missed=[str(item) for item in (answer.missed or answer.gaps)],
+                answer=answer.text,
+                difficulty=question.difficulty,
+            )
+        except llm.LLMError as exc:
+            raise GenerationFailed(exc.reason, exc.detail) from exc
+        return Proposal(spec=generated, source=Question.Source.OPENAI, model=generated.model)
+
+
+def follow_up_source_get() -> FollowUpSource:
+    """Follow-ups come from where questions come from (QUESTION_SOURCE)."""
+    return LLMFollowUps() if settings.QUESTION_SOURCE == "openai" else BankFollowUps()

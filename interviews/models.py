@@ -200,6 +200,9 @@ class ServedQuestion(models.Model):
         "ledger.LedgerEntry", on_delete=models.PROTECT, related_name="served_question"
     )
     served_at = models.DateTimeField(auto_now_add=True)
+    # Its number in the session's reading order ("3", "3.1" for a follow-up), set by the
+    # selectors that list questions (interviews.selectors.served_question_tree); not stored.
+    label: str = ""
     # Feedback requests on this question (each may be an LLM call), counted before the call by
     # a conditional update, so concurrent requests cannot all slip under the cap.
     feedback_requests = models.PositiveSmallIntegerField(default=0)

@@ -168,8 +168,55 @@ def served_question_list(*, session: InterviewSession) -> QuerySet[ServedQuestio
 
 def served_question_get(*, user: User, session_id: uuid.UUID, position: int) -> ServedQuestion:
     return ServedQuestion.objects.select_related(
-        "question", "debit", "session", "topic", "answer"
+        "question", "debit", "session__user", "topic", "answer"
     ).get(session_id=session_id, session__user=user, position=position)
+
+
+def served_question_tree(*, session: InterviewSession) -> list[ServedQuestion]:
+    """The session's questions in reading order, each followed by its follow-ups (depth first),
+    each with its `label`: "3" for the third question, "3.1" for its first follow-up, "3.1.1"
+    for that one's follow-up."""
+    served = list(served_question_list(session=session))
+    children: dict[int | None, list[ServedQuestion]] = {}
+    for item in served:  # by position: siblings in the order they were asked
+        children.setdefault(item.parent_id, []).append(item)
+    ordered: list[ServedQuestion] = []
+
+    def walk(items: list[ServedQuestion], prefix: str) -> None:
+        for number, item in enumerate(items, start=1):
+            item.label = f"{prefix}{number}"
+            ordered.append(item)
+            walk(children.get(item.pk, []), f"{item.label}.")
+
+    walk(children.get(None, []), "")
+    return ordered
+
+
+def served_question_label_get(*, served: ServedQuestion) -> str:
+    """One question's label (see served_question_tree) without loading the session: its number
+    among its siblings, then its parent's, up the chain (a query a level)."""
+    parts: list[str] = []
+    item: ServedQuestion | None = served
+    while item is not None:
+        siblings = ServedQuestion.objects.filter(
+            session_id=item.session_id, parent_id=item.parent_id, position__lte=item.position
+        )
+        parts.append(str(siblings.count()))
+        item = (
+            ServedQuestion.objects.only("pk", "parent_id", "position", "session_id").get(
+                pk=item.parent_id
+            )
+            if item.parent_id is not None
+            else None
+        )
+    return ".".join(reversed(parts))
+
+
+def served_question_previous_get(*, served: ServedQuestion) -> ServedQuestion | None:
+    """The question just before `served` in reading order (a new card goes after it)."""
+    tree = served_question_tree(session=served.session)
+    index = next(i for i, item in enumerate(tree) if item.pk == served.pk)
+    return tree[index - 1] if index else None
 
 
 @dataclass(frozen=True)
@@ -214,22 +261,6 @@ def mock_question_open(*, served: ServedQuestion, session: InterviewSession) -> 
     return timezone.now() <= deadline + timedelta(seconds=MOCK_GRACE_SECONDS)
 
 
-def _reading_order(served: list[ServedQuestion]) -> list[tuple[str, ServedQuestion]]:
-    """Questions each followed by its follow-ups, labelled "3", "3.1", "3.1.1"."""
-    children: dict[int | None, list[ServedQuestion]] = {}
-    for item in served:  # by position: siblings in the order they were asked
-        children.setdefault(item.parent_id, []).append(item)
-    ordered: list[tuple[str, ServedQuestion]] = []
-
-    def walk(items: list[ServedQuestion], prefix: str) -> None:
-        for number, item in enumerate(items, start=1):
-            ordered.append((f"{prefix}{number}", item))
-            walk(children.get(item.pk, []), f"{prefix}{number}.")
-
-    walk(children.get(None, []), "")
-    return ordered
-
-
 @dataclass(frozen=True)
 class MockQuestion:
     label: str
@@ -237,6 +268,9 @@ class MockQuestion:
     answer: Answer | None
     open: bool  # still takes its answer
     seconds_left: int  # to the deadline, 0 once passed
+    # The interviewer's follow-up is offered once, on a first-level question that was answered
+    # and has none yet (the candidate may ask it or take the next question).
+    follow_up_offered: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,15 +294,23 @@ class MockState:
 def mock_state_get(*, session: InterviewSession) -> MockState:
     now = timezone.now()
     questions = []
-    for label, served in _reading_order(list(served_question_list(session=session))):
+    tree = served_question_tree(session=session)
+    followed_up = {item.parent_id for item in tree if item.parent_id is not None}
+    for served in tree:
         deadline = answer_deadline_get(served=served, session=session)
         questions.append(
             MockQuestion(
-                label=label,
+                label=served.label,
                 served=served,
                 answer=_answer_of(served),
                 open=mock_question_open(served=served, session=session),
                 seconds_left=max(0, math.ceil((deadline - now).total_seconds())),
+                follow_up_offered=(
+                    served.depth == 0
+                    and served.pk not in followed_up
+                    and _answer_of(served) is not None
+                    and not session.is_ended
+                ),
             )
         )
     return MockState(
@@ -307,10 +349,9 @@ class SessionReport:
 
 
 def session_report_get(*, session: InterviewSession) -> SessionReport:
-    served = _reading_order(list(served_question_list(session=session)))
     items = [
-        ReportItem(label=label, served=item, answer=answer)
-        for label, item in served
+        ReportItem(label=item.label, served=item, answer=answer)
+        for item in served_question_tree(session=session)
         if (answer := _answer_of(item)) is not None
     ]
     return SessionReport(session=session, items=items)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from interviews.exceptions import (
     AnswerRefused,
     FeedbackLimitReached,
     FeedbackUnavailable,
+    FollowUpRefused,
     GenerationFailed,
     MockQuestionRefused,
     PoolChanged,
@@ -51,8 +52,15 @@ from interviews.feedback import (
     feedback_calls_model,
     rubric_feedback_get,
 )
-from interviews.generation import Proposal, QuestionSource, question_source_get
+from interviews.generation import (
+    FollowUpSource,
+    Proposal,
+    QuestionSource,
+    follow_up_source_get,
+    question_source_get,
+)
 from interviews.models import (
+    FOLLOW_UP_DEPTH_MAX,
     MOCK_GRACE_SECONDS,
     Answer,
     Difficulty,
@@ -196,27 +204,201 @@ async def aquestion_next(
         return started
     hold, pool = started
     source = source or question_source_get()
+    # Only a fresh reservation takes a slot: the page's poll of a request in progress (the same
+    # request id) got its 409 from hold_reserve above, never a 429.
+    async with (
+        _released_on_failure(hold=hold, actor=session.user, flow="question_next"),
+        model_call_slot(user_id=session.user_id, calls_model=source.calls_model),
+    ):
+        served = await _propose_and_capture(session=session, hold=hold, pool=pool, source=source)
+    return NextQuestion(served=served, replay=False)
+
+
+question_next = async_to_sync(aquestion_next)
+
+
+@asynccontextmanager
+async def _released_on_failure(*, hold: Hold, actor: User, flow: str) -> AsyncIterator[None]:
+    """Whatever fails in the body, the hold is released: not charged."""
     try:
-        # Only a fresh reservation takes a slot: the page's poll of a request in progress (the
-        # same request id) got its 409 from hold_reserve above, never a 429.
-        async with model_call_slot(user_id=session.user_id, calls_model=source.calls_model):
-            served = await _propose_and_capture(
-                session=session, hold=hold, pool=pool, source=source
-            )
+        yield
     except BaseException as exc:
         note = _failure_note(exc)
-        await sync_to_async(_release)(hold=hold, note=note, actor=session.user)
+        await sync_to_async(_release)(hold=hold, note=note, actor=actor)
         # The one log line of a failed question: what failed and that it cost nothing.
-        logger.warning("question_next: not charged, hold %s released: %s", hold.pk, note)
+        logger.warning("%s: not charged, hold %s released: %s", flow, hold.pk, note)
         if isinstance(exc, HoldNotPending):  # expired (or swept) while generating: free
             raise GenerationFailed(
                 Reason.EXPIRED, "The question took too long to generate."
             ) from exc
         raise
+
+
+# --- follow-ups ------------------------------------------------------------------------------
+
+
+@_db_step
+def _follow_up_start(
+    *, parent: ServedQuestion, request_id: str, source: FollowUpSource
+) -> NextQuestion | tuple[Hold, Answer]:
+    """A replay's follow-up; or FollowUpRefused / SessionEnded before anything is reserved; or
+    the reserved token and the answer the follow-up probes."""
+    session = parent.session
+    # The same request id again: the follow-up it bought, whatever has changed since.
+    bought = ServedQuestion.objects.filter(session=session, hold__request_id=request_id).first()
+    if bought is not None and bought.parent_id == parent.pk:
+        return NextQuestion(served=bought, replay=True)
+    if session.is_ended:
+        raise SessionEnded("This session has ended. Start a new one for more questions.")
+    answer = Answer.objects.filter(served=parent).first()
+    if answer is None:
+        raise FollowUpRefused(
+            "Answer this question first: the follow-up builds on your answer. Nothing was charged."
+        )
+    if session.is_mock and (
+        parent.depth > 0 or ServedQuestion.objects.filter(parent=parent).exists()
+    ):
+        raise FollowUpRefused(
+            "In a mock interview the interviewer asks one follow-up per question. Take the next "
+            "question instead. Nothing was charged."
+        )
+    if session.is_mock and any(
+        mock_question_open(served=item, session=session)
+        for item in ServedQuestion.objects.filter(session=session, answer=None)
+    ):
+        raise FollowUpRefused(
+            "Answer the open question first: a mock interview asks one question at a time. "
+            "Nothing was charged."
+        )
+    if parent.depth >= FOLLOW_UP_DEPTH_MAX:
+        raise FollowUpRefused(
+            f"This is already a follow-up {FOLLOW_UP_DEPTH_MAX} deep, as deep as a chain goes. "
+            "Take the next question instead. Nothing was charged."
+        )
+    if not source.has_follow_up(parent=parent):
+        raise FollowUpRefused(
+            "There is no follow-up left for this question. Take the next question instead. "
+            "Nothing was charged."
+        )
+    user = session.user
+    reservation = hold_reserve(
+        account=account_get_or_open(user=user),
+        request_id=request_id,
+        purpose=f"follow-up:{parent.pk}",
+        actor=user,
+    )
+    if reservation.replay:
+        return NextQuestion(served=ServedQuestion.objects.get(hold=reservation.hold), replay=True)
+    return reservation.hold, answer
+
+
+async def afollow_up_next(
+    *, parent: ServedQuestion, request_id: str, source: FollowUpSource | None = None
+) -> NextQuestion:
+    """Buy a follow-up to an answered question for 1 token, or raise and charge nothing: the
+    same two-phase purchase as a question (reserve, propose with no transaction open, capture
+    with the debit), idempotent by request id, released on any failure."""
+    source = source or follow_up_source_get()
+    started = await sync_to_async(_follow_up_start)(
+        parent=parent, request_id=request_id, source=source
+    )
+    if isinstance(started, NextQuestion):
+        return started
+    hold, answer = started
+    async with (
+        _released_on_failure(hold=hold, actor=parent.session.user, flow="follow_up_next"),
+        model_call_slot(user_id=parent.user_id, calls_model=source.calls_model),
+    ):
+        served = await _propose_and_capture_follow_up(
+            parent=parent, answer=answer, hold=hold, source=source
+        )
     return NextQuestion(served=served, replay=False)
 
 
-question_next = async_to_sync(aquestion_next)
+follow_up_next = async_to_sync(afollow_up_next)
+
+
+async def _propose_and_capture_follow_up(
+    *, parent: ServedQuestion, answer: Answer, hold: Hold, source: FollowUpSource
+) -> ServedQuestion:
+    regenerations = max(0, settings.LLM_MAX_REGENERATIONS)
+    collisions = MAX_POOL_COLLISIONS
+    while True:
+        try:
+            proposal = await source.propose_follow_up(parent=parent, answer=answer)
+        except GenerationFailed as exc:
+            if not exc.regenerate:
+                raise
+            problem = str(exc)
+        else:
+            try:
+                return await sync_to_async(_capture_follow_up)(
+                    parent=parent, hold=hold, proposal=proposal
+                )
+            except AlreadyServed as exc:
+                problem = str(exc)
+            except PoolChanged as exc:
+                if collisions == 0:
+                    raise GenerationFailed(Reason.BUSY, str(exc)) from exc
+                collisions -= 1
+                continue
+        if regenerations == 0:
+            raise GenerationFailed(Reason.INVALID, f"no valid follow-up: {problem}")
+        regenerations -= 1
+        logger.info("follow_up_next: proposal rejected (%s); proposing again, free", problem)
+
+
+@_db_step
+def _capture_follow_up(*, parent: ServedQuestion, hold: Hold, proposal: Proposal) -> ServedQuestion:
+    session = parent.session
+    try:
+        capture = hold_capture(
+            hold=hold,
+            reason=f"Follow-up question {session.topic.name} ({session.get_difficulty_display()})",
+            record=lambda hold, debit: _store_follow_up(
+                parent=parent, proposal=proposal, hold=hold, debit=debit
+            ),
+            actor=session.user,
+        )
+    except IntegrityError as exc:
+        raise PoolChanged("another request changed the session meanwhile") from exc
+    return capture.record
+
+
+def _store_follow_up(
+    *, parent: ServedQuestion, proposal: Proposal, hold: Hold, debit: LedgerEntry
+) -> ServedQuestion:
+    """Inside the capture transaction: the follow-up, under its parent, one level deeper."""
+    session = parent.session
+    question = proposal.question
+    if question is None:
+        spec = proposal.spec
+        if Question.objects.filter(
+            topic_id=parent.topic_id, fingerprint=question_fingerprint(spec.text)
+        ).exists():
+            raise AlreadyServed("the follow-up repeats a question of the topic")
+        question = Question.objects.create(
+            topic_id=parent.topic_id,
+            follows=parent.question,
+            text=spec.text,
+            key_points=list(spec.key_points),
+            outline=spec.outline,
+            difficulty=spec.difficulty,
+            source=proposal.source,
+            model=proposal.model,
+        )
+    return ServedQuestion.objects.create(
+        session=session,
+        user_id=parent.user_id,
+        topic_id=parent.topic_id,
+        question=question,
+        position=session.served.count() + 1,
+        cycle=parent.cycle,
+        parent=parent,
+        depth=parent.depth + 1,
+        hold=hold,
+        debit=debit,
+    )
 
 
 @_db_step

@@ -13,6 +13,11 @@ urlpatterns = [
         views.answer_submit,
         name="answer",
     ),
+    path(
+        "<uuid:session_id>/questions/<int:position>/follow-up/",
+        views.follow_up_next,
+        name="follow_up",
+    ),
     path("<uuid:session_id>/end/", views.session_end, name="end"),
     path("<uuid:session_id>/report/", views.session_report, name="report"),
     path("<uuid:session_id>/report.md", views.session_report_markdown, name="report_markdown"),

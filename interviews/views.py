@@ -1,5 +1,6 @@
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,6 +18,7 @@ from interviews.exceptions import (
     AnswerRefused,
     FeedbackLimitReached,
     FeedbackUnavailable,
+    FollowUpRefused,
     GenerationFailed,
     SessionEnded,
 )
@@ -69,7 +71,7 @@ def _session_page(
     invalid: AnswerForm | None = None,
     invalid_position: int | None = None,
 ) -> HttpResponse:
-    served = list(selectors.served_question_list(session=session))
+    served = selectors.served_question_tree(session=session)
     for item in served:
         item.answer_form = invalid if item.position == invalid_position else _answer_form(item)  # type: ignore[attr-defined]  # read by the template
     pool = selectors.pool_progress_get(user=request.user, topic=session.topic)
@@ -132,15 +134,79 @@ def session_end(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse
 
 
 def _question_refused(
-    request: HtmxHttpRequest, session: InterviewSession, *, status: int, message: str
+    request: HtmxHttpRequest,
+    session: InterviewSession,
+    *,
+    status: int,
+    message: str,
+    slot: str = "#question-alert",
 ) -> HttpResponse:
-    """A refusal the user can see: a role="alert" message in the page, and the right status."""
+    """A refusal the user can see: a role="alert" message in the page (in `slot`, an alert slot
+    of the page, for htmx), and the right status."""
     if not request.htmx:
         return _session_page(request, session, status=status, error=message)
     response = render(
         request, "interviews/session.html#question-alert", {"error": message}, status=status
     )
-    return reswap(retarget(response, "#question-alert"), "innerHTML")
+    return reswap(retarget(response, slot), "innerHTML")
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    status: int
+    message: str
+    retry_after: str = ""
+
+
+# What a purchase (a question, a follow-up) may be refused with; all of them charge nothing.
+PURCHASE_REFUSALS = (
+    Limited,
+    InsufficientTokens,
+    RequestInProgress,
+    RequestConflict,
+    SessionEnded,
+    FollowUpRefused,
+    GenerationFailed,
+    RequestAlreadyFailed,
+)
+
+
+async def _purchase_refusal(request: HtmxHttpRequest, exc: Exception, *, what: str) -> _Refusal:
+    """The status and the message of a refused purchase of a `what` ("question", "follow-up")."""
+    if isinstance(exc, Limited):  # a rate limit, or the candidate's model calls in flight
+        return _Refusal(429, exc.message, str(exc.retry_after))
+    if isinstance(exc, InsufficientTokens):
+        if settings.ACCOUNT_EMAIL_VERIFICATION != "none" and (
+            await sync_to_async(welcome_grant_get)(user=request.user) is None
+        ):
+            return _Refusal(
+                402,
+                "Verify your email address to receive your welcome tokens: open the link we "
+                f"sent to {request.user.email} (your Account page sends it again). {NOT_CHARGED}",
+            )
+        return _Refusal(
+            402,
+            f"You need 1 token for a {what} and have {exc.available}. {NOT_CHARGED} "
+            "Ask the Mockroom team for more tokens.",
+        )
+    if isinstance(exc, RequestInProgress):
+        # The page asks again with the same request id after Retry-After (backing off): the
+        # answer is the question once it is ready, or "not charged" if its attempt died.
+        return _Refusal(
+            409,
+            f"Your {what} is still being prepared. We will check again in a moment; "
+            "you will be charged once.",
+            "2",
+        )
+    if isinstance(exc, RequestConflict):
+        return _Refusal(
+            422, "This request id was already used for another request. Reload the page."
+        )
+    if isinstance(exc, SessionEnded | FollowUpRefused):
+        return _Refusal(409, str(exc))
+    return _Refusal(
+        503, f"We could not generate a {what} just now. {NOT_CHARGED} Please try again."
+    )
 
 
 # The two views that wait on the model are coroutines: while the model works they hold no
@@ -167,51 +233,17 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         result = await services.aquestion_next(
             session=session, request_id=form.cleaned_data["request_id"]
         )
-    except Limited as exc:  # a rate limit, or the candidate's model calls in flight
+    except PURCHASE_REFUSALS as exc:
+        refusal = await _purchase_refusal(request, exc, what="question")
         response = await sync_to_async(_question_refused)(
-            request, session, status=429, message=exc.message
+            request, session, status=refusal.status, message=refusal.message
         )
-        response["Retry-After"] = str(exc.retry_after)
+        if refusal.retry_after:
+            response["Retry-After"] = refusal.retry_after
         return response
-    except InsufficientTokens as exc:
-        status = 402
-        if settings.ACCOUNT_EMAIL_VERIFICATION != "none" and (
-            await sync_to_async(welcome_grant_get)(user=request.user) is None
-        ):
-            message = (
-                "Verify your email address to receive your welcome tokens: open the link we "
-                f"sent to {request.user.email} (your Account page sends it again). {NOT_CHARGED}"
-            )
-        else:
-            message = (
-                f"You need 1 token for a question and have {exc.available}. {NOT_CHARGED} "
-                "Ask the Mockroom team for more tokens."
-            )
-    except RequestInProgress:
-        # The page asks again with the same request id after Retry-After (backing off): the
-        # answer is the question once it is ready, or "not charged" if its attempt died.
-        response = await sync_to_async(_question_refused)(
-            request,
-            session,
-            status=409,
-            message="Your question is still being prepared. We will check again in a moment; "
-            "you will be charged once.",
-        )
-        response["Retry-After"] = "2"
-        return response
-    except RequestConflict:
-        status = 422
-        message = "This request id was already used for another request. Reload the page."
-    except SessionEnded as exc:
-        status, message = 409, str(exc)
-    except (GenerationFailed, RequestAlreadyFailed):
-        status = 503
-        message = f"We could not generate a question just now. {NOT_CHARGED} Please try again."
-    else:
-        if not request.htmx:
-            return see_other(result.served.get_absolute_url())
-        return await sync_to_async(_question_delivered)(request, session, result)
-    return await sync_to_async(_question_refused)(request, session, status=status, message=message)
+    if not request.htmx:
+        return see_other(result.served.get_absolute_url())
+    return await sync_to_async(_question_delivered)(request, session, result)
 
 
 def _question_delivered(
@@ -224,6 +256,7 @@ def _question_delivered(
         # Just stored with its question and debit; it has no answer yet (no query needed).
         ServedQuestion.answer.related.set_cached_value(served, None)
     served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
+    served.label = selectors.served_question_label_get(served=served)
     context = {
         "session": session,
         "sq": served,
@@ -234,6 +267,68 @@ def _question_delivered(
     }
     # A replay answers like the first time; the page replaces the card if it already shows it.
     return render(request, "interviews/session.html#question-added", context)
+
+
+@require_POST
+async def follow_up_next(
+    request: HtmxHttpRequest, session_id: uuid.UUID, position: int
+) -> HttpResponse:
+    """Buy a follow-up to an answered question (1 token), with the statuses of question_next.
+    The new card goes right after its parent's chain of follow-ups."""
+    parent = await sync_to_async(_own_question)(request, session_id, position)
+    session = parent.session
+    if request.htmx:
+        mark_balance_changed(request)
+    slot = f"#follow-up-alert-{position}"
+    form = NextQuestionForm(request.POST)
+    if not form.is_valid():
+        message = " ".join(str(e) for e in form.errors["request_id"])
+        return await sync_to_async(_question_refused)(
+            request, session, status=400, message=message, slot=slot
+        )
+    try:
+        await arate_limit(
+            request,
+            action="questions",
+            rates=settings.RATE_LIMIT_QUESTIONS,
+            what="Too many question requests",
+        )
+        result = await services.afollow_up_next(
+            parent=parent, request_id=form.cleaned_data["request_id"]
+        )
+    except PURCHASE_REFUSALS as exc:
+        refusal = await _purchase_refusal(request, exc, what="follow-up")
+        response = await sync_to_async(_question_refused)(
+            request, session, status=refusal.status, message=refusal.message, slot=slot
+        )
+        if refusal.retry_after:
+            response["Retry-After"] = refusal.retry_after
+        return response
+    if not request.htmx:
+        return see_other(result.served.get_absolute_url())
+    return await sync_to_async(_follow_up_delivered)(request, parent, result)
+
+
+def _follow_up_delivered(
+    request: HtmxHttpRequest, parent: ServedQuestion, result: services.NextQuestion
+) -> HttpResponse:
+    session = parent.session
+    served = _own_question(request, session.pk, result.served.position)
+    served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
+    served.label = selectors.served_question_label_get(served=served)
+    # The new card goes after the last card of its parent's chain (the parent itself when it
+    # has no other follow-up), so the page reads in order: 3, 3.1, 3.1.1, 3.2, 4.
+    previous = selectors.served_question_previous_get(served=served) or parent
+    context = {
+        "session": session,
+        "sq": served,
+        "served": [served],
+        "focus": True,
+        "oob": True,
+        "pool": selectors.pool_progress_get(user=request.user, topic=session.topic),
+    }
+    response = render(request, "interviews/session.html#question-added", context)
+    return reswap(retarget(response, f"#q-{previous.position}"), "afterend")
 
 
 @require_POST
@@ -293,6 +388,7 @@ def _answer_page(
                 invalid_position=served.position,
             )
         served.answer_form = form  # type: ignore[attr-defined]  # read by the template
+    served.label = selectors.served_question_label_get(served=served)
     return render(
         request,
         "interviews/session.html#question-card",

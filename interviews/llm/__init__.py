@@ -43,6 +43,7 @@ from interviews.llm.prompts import (
     QUESTION_MAX_TOKENS,
     QUESTION_RESPONSE_FORMAT,
     feedback_messages,
+    follow_up_messages,
     question_messages,
 )
 from interviews.llm.replies import (
@@ -71,6 +72,7 @@ __all__ = [
     "GeneratedQuestion",
     "LLMError",
     "agenerate_feedback",
+    "agenerate_follow_up",
     "agenerate_question",
     "generate_feedback",
     "generate_question",
@@ -125,6 +127,27 @@ async def agenerate_question(*, topic: str, difficulty: str, avoid: list[str]) -
     return await _generate(
         purpose="question",
         messages=question_messages(topic=topic, difficulty=difficulty, avoid=avoid),
+        response_format=QUESTION_RESPONSE_FORMAT,
+        max_tokens=QUESTION_MAX_TOKENS,
+        parse=lambda completion, model: parse_question(completion, model=model),
+    )
+
+
+async def agenerate_follow_up(
+    *, question: str, key_points: list[str], missed: list[str], answer: str, difficulty: str
+) -> GeneratedQuestion:
+    """One follow-up question probing the candidate's `answer` to `question` and what it
+    `missed`, at `difficulty`. The answer is untrusted: it is sent inside <candidate_answer>
+    delimiters, with any delimiter tag in it neutralised. Raises LLMError."""
+    return await _generate(
+        purpose="follow-up",
+        messages=follow_up_messages(
+            question=question,
+            key_points=key_points,
+            missed=missed,
+            answer=answer,
+            difficulty=difficulty,
+        ),
         response_format=QUESTION_RESPONSE_FORMAT,
         max_tokens=QUESTION_MAX_TOKENS,
         parse=lambda completion, model: parse_question(completion, model=model),

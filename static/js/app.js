@@ -112,7 +112,7 @@
       return;
     }
     const settled = event.detail.target;
-    if (settled && settled.id === "question-alert") {
+    if (settled && settled.classList.contains("alert-slot")) {
       const alert = settled.querySelector("[role=alert]");
       if (alert) alert.focus();
       return;
