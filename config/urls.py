@@ -8,6 +8,7 @@ from django.urls import include, path
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config import views
+from interviews import views as interviews_views
 
 
 @secure_admin_login
@@ -30,6 +31,7 @@ urlpatterns = [
     path("favicon.ico", views.favicon),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
+    path("progress/", interviews_views.progress, name="progress"),
     path("interviews/", include("interviews.urls")),
     path("tokens/", include("ledger.urls")),
     path(settings.ADMIN_URL, admin.site.urls),

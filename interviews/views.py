@@ -24,6 +24,7 @@ from interviews.exceptions import (
 )
 from interviews.forms import AnswerForm, MockAnswerForm, NextQuestionForm, StartSessionForm
 from interviews.models import InterviewSession, ServedQuestion
+from interviews.progress import CHART_HEIGHT, CHART_PAD, CHART_WIDTH, progress_list
 from interviews.report import report_markdown
 from ledger.exceptions import (
     InsufficientTokens,
@@ -468,3 +469,19 @@ def session_report_markdown(request: HtmxHttpRequest, session_id: uuid.UUID) -> 
     name = f"mockroom-{session.topic.slug}-{session.started_at:%Y-%m-%d}-report.md"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+@require_GET
+def progress(request: HtmxHttpRequest) -> HttpResponse:
+    """Per topic: the score trend, answers, average and best score, time spent, and the key
+    points missed most often."""
+    chart = {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "pad": CHART_PAD,
+        "right": CHART_WIDTH - CHART_PAD,
+        "middle": CHART_HEIGHT / 2,
+        "bottom": CHART_HEIGHT - CHART_PAD,
+    }
+    context = {"progress": progress_list(user=request.user), "chart": chart}
+    return render(request, "interviews/progress.html", context)

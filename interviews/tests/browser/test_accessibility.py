@@ -132,6 +132,7 @@ def test_signed_in_pages_pass_the_audit(live_server, page: Page, a11y) -> None:
     sign_up(page, base, new_email())
     for path, label in [
         ("/tokens/what-costs-a-token/", "what costs a token"),
+        ("/progress/", "progress, before any answer"),
         ("/accounts/profile/", "profile"),
         ("/accounts/email/", "change email"),
         ("/accounts/password/change/", "change password"),

@@ -86,6 +86,15 @@ def test_a_follow_up_chain_nested_under_its_question(
     expect(headings.nth(1)).to_contain_text("Question 1.1")
     expect(headings.nth(2)).to_have_text("Question 2")
 
+    # The progress page counts both answers, with the chart and its table.
+    page.get_by_role("link", name="Progress").click()
+    topic = page.get_by_role("region", name="ReactJS")
+    expect(
+        topic.get_by_role("img", name=re.compile("ReactJS: average score per day"))
+    ).to_be_visible()
+    expect(topic.locator(".progress-facts dd").first).to_have_text("2")
+    a11y.audit(page, "progress with answers")
+
 
 def test_a_double_click_on_follow_up_is_charged_once(live_server, page: Page, settings) -> None:
     settings.WELCOME_TOKENS = 3
