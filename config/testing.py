@@ -3,9 +3,11 @@
 Fixtures live in the root conftest.py; plain functions live here, importable like any module.
 """
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from django.db import connection, connections
 
@@ -63,3 +65,16 @@ def question_bank_copy() -> Callable[..., None]:
         Question.objects.using(using).bulk_create(questions, ignore_conflicts=True)
 
     return restore
+
+
+def balance(user: Any) -> int:
+    """The user's stored balance, read again from the database."""
+    user.token_account.refresh_from_db()
+    return int(user.token_account.balance)
+
+
+def badge(html: str) -> int:
+    """The balance the badge in a response shows (the page's, or the out-of-band one)."""
+    match = re.search(r'id="token-balance"[^>]*>(\d+) tokens?<', html)
+    assert match, "no balance badge in the response"
+    return int(match.group(1))

@@ -35,6 +35,26 @@ class Proposal:
     pool_reset: bool = False  # serving it starts a new pass through the pool
 
 
+def _stored_proposal(question: Question, *, pool_reset: bool = False) -> Proposal:
+    """A question already in the database, proposed as it is: it still passes the contract
+    (OffSchema if a row edited outside the admin does not)."""
+    spec = QuestionSpec.parse(
+        {
+            "text": question.text,
+            "key_points": question.key_points,
+            "outline": question.outline,
+            "difficulty": question.difficulty,
+        }
+    )
+    return Proposal(
+        spec=spec,
+        source=question.source,
+        model=question.model,
+        question=question,
+        pool_reset=pool_reset,
+    )
+
+
 class QuestionSource(Protocol):
     name: str
     calls_model: bool  # each proposal is a model call (counted by the in-flight limit)
@@ -72,20 +92,7 @@ class BankSource:
             ) or _first_after_random_point(topic=topic, difficulty=difficulty, rng=self.rng)
         if question is None:
             raise GenerationFailed(Reason.EMPTY_POOL, f"The {session.topic} pool has no questions.")
-        return Proposal(
-            spec=QuestionSpec.parse(
-                {
-                    "text": question.text,
-                    "key_points": question.key_points,
-                    "outline": question.outline,
-                    "difficulty": question.difficulty,
-                }
-            ),
-            source=question.source,
-            model=question.model,
-            question=question,
-            pool_reset=pool_reset,
-        )
+        return _stored_proposal(question, pool_reset=pool_reset)
 
 
 # One branch of the pick: the first active question of the topic at or after (or before) the
@@ -236,18 +243,7 @@ class BankFollowUps:
             enumerate(candidates),
             key=lambda pair: (len(missed & set(pair[1].probes)), -pair[0]),
         )[1]
-        return Proposal(
-            spec=QuestionSpec.parse(
-                {
-                    "text": chosen.text,
-                    "key_points": chosen.key_points,
-                    "outline": chosen.outline,
-                    "difficulty": chosen.difficulty,
-                }
-            ),
-            source=Question.Source.BANK,
-            question=chosen,
-        )
+        return _stored_proposal(chosen)
 
 
 class LLMFollowUps:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -183,16 +183,24 @@ def _question_start(
         if served := bought.first():
             return NextQuestion(served=served, replay=True)
         _mock_question_check(session=session)
+    held = _hold_or_replay(session=session, request_id=request_id, purpose=f"question:{session.pk}")
+    if isinstance(held, NextQuestion):
+        return held
+    return held, pool_state_get(user=session.user, topic=session.topic)
+
+
+def _hold_or_replay(
+    *, session: InterviewSession, request_id: str, purpose: str
+) -> NextQuestion | Hold:
+    """Reserve the token for a purchase in `session`; the same request id again is the
+    question it already bought (a replay, not charged again)."""
     user = session.user
     reservation = hold_reserve(
-        account=account_get_or_open(user=user),
-        request_id=request_id,
-        purpose=f"question:{session.pk}",
-        actor=user,
+        account=account_get_or_open(user=user), request_id=request_id, purpose=purpose, actor=user
     )
     if reservation.replay:
         return NextQuestion(served=ServedQuestion.objects.get(hold=reservation.hold), replay=True)
-    return reservation.hold, pool_state_get(user=user, topic=session.topic)
+    return reservation.hold
 
 
 async def aquestion_next(
@@ -280,16 +288,10 @@ def _follow_up_start(
             "There is no follow-up left for this question. Take the next question instead. "
             "Nothing was charged."
         )
-    user = session.user
-    reservation = hold_reserve(
-        account=account_get_or_open(user=user),
-        request_id=request_id,
-        purpose=f"follow-up:{parent.pk}",
-        actor=user,
-    )
-    if reservation.replay:
-        return NextQuestion(served=ServedQuestion.objects.get(hold=reservation.hold), replay=True)
-    return reservation.hold, answer
+    held = _hold_or_replay(session=session, request_id=request_id, purpose=f"follow-up:{parent.pk}")
+    if isinstance(held, NextQuestion):
+        return held
+    return held, answer
 
 
 async def afollow_up_next(
@@ -321,31 +323,13 @@ follow_up_next = async_to_sync(afollow_up_next)
 async def _propose_and_capture_follow_up(
     *, parent: ServedQuestion, answer: Answer, hold: Hold, source: FollowUpSource
 ) -> ServedQuestion:
-    regenerations = max(0, settings.LLM_MAX_REGENERATIONS)
-    collisions = MAX_POOL_COLLISIONS
-    while True:
-        try:
-            proposal = await source.propose_follow_up(parent=parent, answer=answer)
-        except GenerationFailed as exc:
-            if not exc.regenerate:
-                raise
-            problem = str(exc)
-        else:
-            try:
-                return await sync_to_async(_capture_follow_up)(
-                    parent=parent, hold=hold, proposal=proposal
-                )
-            except AlreadyServed as exc:
-                problem = str(exc)
-            except PoolChanged as exc:
-                if collisions == 0:
-                    raise GenerationFailed(Reason.BUSY, str(exc)) from exc
-                collisions -= 1
-                continue
-        if regenerations == 0:
-            raise GenerationFailed(Reason.INVALID, f"no valid follow-up: {problem}")
-        regenerations -= 1
-        logger.info("follow_up_next: proposal rejected (%s); proposing again, free", problem)
+    async def propose() -> Proposal:
+        return await source.propose_follow_up(parent=parent, answer=answer)
+
+    async def capture(proposal: Proposal) -> ServedQuestion:
+        return await sync_to_async(_capture_follow_up)(parent=parent, hold=hold, proposal=proposal)
+
+    return await _proposed_until_captured(propose=propose, capture=capture, flow="follow_up_next")
 
 
 @_db_step
@@ -418,6 +402,33 @@ def _failure_note(exc: BaseException) -> str:
 async def _propose_and_capture(
     *, session: InterviewSession, hold: Hold, pool: PoolState, source: QuestionSource
 ) -> ServedQuestion:
+    async def propose() -> Proposal:
+        return await source.propose(session=session, pool=pool)
+
+    async def capture(proposal: Proposal) -> ServedQuestion:
+        return await sync_to_async(_capture)(
+            session=session, hold=hold, proposal=proposal, pool=pool
+        )
+
+    async def pool_changed() -> None:
+        nonlocal pool
+        pool = await sync_to_async(_db_step(pool_state_get))(user=session.user, topic=session.topic)
+
+    return await _proposed_until_captured(
+        propose=propose, capture=capture, pool_changed=pool_changed, flow="question_next"
+    )
+
+
+async def _proposed_until_captured(
+    *,
+    propose: Callable[[], Awaitable[Proposal]],
+    capture: Callable[[Proposal], Awaitable[ServedQuestion]],
+    pool_changed: Callable[[], Awaitable[None]] | None = None,
+    flow: str,
+) -> ServedQuestion:
+    """Propose, then capture: an unusable proposal (Reason.asks_again) or a repeat is proposed
+    again, free, LLM_MAX_REGENERATIONS times; a capture that another request of the candidate
+    beat (PoolChanged) is tried again without using one up, MAX_POOL_COLLISIONS times."""
     regenerations = max(0, settings.LLM_MAX_REGENERATIONS)
     # Another request of the same candidate took the proposed question first: propose again.
     # Not the candidate's fault nor the model's, so it does not use up a regeneration.
@@ -425,30 +436,27 @@ async def _propose_and_capture(
     while True:
         try:
             # No transaction open. The proposal's shape was checked when its spec was made.
-            proposal = await source.propose(session=session, pool=pool)
+            proposal = await propose()
         except GenerationFailed as exc:
             if not exc.regenerate:
                 raise
             problem = str(exc)
         else:
             try:
-                return await sync_to_async(_capture)(
-                    session=session, hold=hold, proposal=proposal, pool=pool
-                )
+                return await capture(proposal)
             except AlreadyServed as exc:
                 problem = str(exc)
             except PoolChanged as exc:
                 if collisions == 0:
                     raise GenerationFailed(Reason.BUSY, str(exc)) from exc
                 collisions -= 1
-                pool = await sync_to_async(_db_step(pool_state_get))(
-                    user=session.user, topic=session.topic
-                )
+                if pool_changed is not None:
+                    await pool_changed()
                 continue
         if regenerations == 0:
             raise GenerationFailed(Reason.INVALID, f"no valid question: {problem}")
         regenerations -= 1
-        logger.info("question_next: proposal rejected (%s); proposing again, free", problem)
+        logger.info("%s: proposal rejected (%s); proposing again, free", flow, problem)
 
 
 @_db_step

@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -218,12 +219,38 @@ async def _purchase_refusal(request: HtmxHttpRequest, exc: Exception, *, what: s
 @require_POST
 async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
     session = await sync_to_async(_own_session)(request, session_id)
+    bought = await _purchase(
+        request,
+        session,
+        buy=lambda request_id: services.aquestion_next(session=session, request_id=request_id),
+        what="question",
+        slot="#question-alert",
+    )
+    if isinstance(bought, HttpResponse):
+        return bought
+    if not request.htmx:
+        return see_other(bought.served.get_absolute_url())
+    return await sync_to_async(_question_delivered)(request, session, bought)
+
+
+async def _purchase(
+    request: HtmxHttpRequest,
+    session: InterviewSession,
+    *,
+    buy: Callable[[str], Awaitable[services.NextQuestion]],
+    what: str,
+    slot: str,
+) -> services.NextQuestion | HttpResponse:
+    """A purchase's request id checked, its rate limit counted, then `buy(request_id)`; or the
+    refusal to show in `slot` (nothing charged)."""
     if request.htmx:
         mark_balance_changed(request)  # every answer carries the stored balance
     form = NextQuestionForm(request.POST)
     if not form.is_valid():
-        message = " ".join(form.errors["request_id"])  # type: ignore[arg-type]
-        return await sync_to_async(_question_refused)(request, session, status=400, message=message)
+        message = " ".join(str(error) for error in form.errors["request_id"])
+        return await sync_to_async(_question_refused)(
+            request, session, status=400, message=message, slot=slot
+        )
     try:
         await arate_limit(
             request,
@@ -231,20 +258,15 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
             rates=settings.RATE_LIMIT_QUESTIONS,
             what="Too many question requests",
         )
-        result = await services.aquestion_next(
-            session=session, request_id=form.cleaned_data["request_id"]
-        )
+        return await buy(form.cleaned_data["request_id"])
     except PURCHASE_REFUSALS as exc:
-        refusal = await _purchase_refusal(request, exc, what="question")
+        refusal = await _purchase_refusal(request, exc, what=what)
         response = await sync_to_async(_question_refused)(
-            request, session, status=refusal.status, message=refusal.message
+            request, session, status=refusal.status, message=refusal.message, slot=slot
         )
         if refusal.retry_after:
             response["Retry-After"] = refusal.retry_after
         return response
-    if not request.htmx:
-        return see_other(result.served.get_absolute_url())
-    return await sync_to_async(_question_delivered)(request, session, result)
 
 
 def _question_delivered(
@@ -256,6 +278,15 @@ def _question_delivered(
     else:
         # Just stored with its question and debit; it has no answer yet (no query needed).
         ServedQuestion.answer.related.set_cached_value(served, None)
+    # A replay answers like the first time; the page replaces the card if it already shows it.
+    return _card_delivered(request, session, served)
+
+
+def _card_delivered(
+    request: HtmxHttpRequest, session: InterviewSession, served: ServedQuestion
+) -> HttpResponse:
+    """A question just bought, as the page adds it: its card (focused), and out of band the
+    pool's progress, the button's label and the 0-token hint."""
     served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
     served.label = selectors.served_question_label_get(served=served)
     context = {
@@ -266,7 +297,6 @@ def _question_delivered(
         "oob": True,
         "pool": selectors.pool_progress_get(user=request.user, topic=session.topic),
     }
-    # A replay answers like the first time; the page replaces the card if it already shows it.
     return render(request, "interviews/session.html#question-added", context)
 
 
@@ -277,37 +307,18 @@ async def follow_up_next(
     """Buy a follow-up to an answered question (1 token), with the statuses of question_next.
     The new card goes right after its parent's chain of follow-ups."""
     parent = await sync_to_async(_own_question)(request, session_id, position)
-    session = parent.session
-    if request.htmx:
-        mark_balance_changed(request)
-    slot = f"#follow-up-alert-{position}"
-    form = NextQuestionForm(request.POST)
-    if not form.is_valid():
-        message = " ".join(str(e) for e in form.errors["request_id"])
-        return await sync_to_async(_question_refused)(
-            request, session, status=400, message=message, slot=slot
-        )
-    try:
-        await arate_limit(
-            request,
-            action="questions",
-            rates=settings.RATE_LIMIT_QUESTIONS,
-            what="Too many question requests",
-        )
-        result = await services.afollow_up_next(
-            parent=parent, request_id=form.cleaned_data["request_id"]
-        )
-    except PURCHASE_REFUSALS as exc:
-        refusal = await _purchase_refusal(request, exc, what="follow-up")
-        response = await sync_to_async(_question_refused)(
-            request, session, status=refusal.status, message=refusal.message, slot=slot
-        )
-        if refusal.retry_after:
-            response["Retry-After"] = refusal.retry_after
-        return response
+    bought = await _purchase(
+        request,
+        parent.session,
+        buy=lambda request_id: services.afollow_up_next(parent=parent, request_id=request_id),
+        what="follow-up",
+        slot=f"#follow-up-alert-{position}",
+    )
+    if isinstance(bought, HttpResponse):
+        return bought
     if not request.htmx:
-        return see_other(result.served.get_absolute_url())
-    return await sync_to_async(_follow_up_delivered)(request, parent, result)
+        return see_other(bought.served.get_absolute_url())
+    return await sync_to_async(_follow_up_delivered)(request, parent, bought)
 
 
 def _follow_up_delivered(
@@ -315,20 +326,10 @@ def _follow_up_delivered(
 ) -> HttpResponse:
     session = parent.session
     served = _own_question(request, session.pk, result.served.position)
-    served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
-    served.label = selectors.served_question_label_get(served=served)
     # The new card goes after the last card of its parent's chain (the parent itself when it
     # has no other follow-up), so the page reads in order: 3, 3.1, 3.1.1, 3.2, 4.
     previous = selectors.served_question_previous_get(served=served) or parent
-    context = {
-        "session": session,
-        "sq": served,
-        "served": [served],
-        "focus": True,
-        "oob": True,
-        "pool": selectors.pool_progress_get(user=request.user, topic=session.topic),
-    }
-    response = render(request, "interviews/session.html#question-added", context)
+    response = _card_delivered(request, session, served)
     return reswap(retarget(response, f"#q-{previous.position}"), "afterend")
 
 

@@ -2,14 +2,13 @@
 validated, captured with its receipt, 402 at 0 tokens, idempotent by request_id, released on
 any failure), asked on an answered question, nested under it, at most 3 deep."""
 
-import re
 from typing import Any
 
 import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from config.testing import run_concurrently
+from config.testing import badge, balance, run_concurrently
 from interviews.llm.prompts import follow_up_messages
 from interviews.models import Answer, Question, ServedQuestion
 from interviews.services import answer_submit, question_next
@@ -25,17 +24,6 @@ def follow_up_url(served: ServedQuestion) -> str:
         "interviews:follow_up",
         kwargs={"session_id": served.session_id, "position": served.position},
     )
-
-
-def balance(user) -> int:
-    user.token_account.refresh_from_db()
-    return user.token_account.balance
-
-
-def badge(html: str) -> int:
-    match = re.search(r'id="token-balance"[^>]*>(\d+) tokens?<', html)
-    assert match, "no balance badge in the response"
-    return int(match.group(1))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from config.testing import run_concurrently
+from config.testing import balance, run_concurrently
 from interviews import llm
 from interviews.models import Answer, Question, ServedQuestion, Topic
 from interviews.services import answer_submit, question_next, session_start
@@ -43,11 +43,6 @@ def next_url(session) -> str:
 def logged_in(client, candidate):
     client.force_login(candidate)
     return client
-
-
-def balance(user) -> int:
-    user.token_account.refresh_from_db()
-    return user.token_account.balance
 
 
 def test_a_generated_question_is_charged_once_and_joins_the_pool(

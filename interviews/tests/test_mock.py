@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from config.testing import balance
 from interviews.exceptions import AnswerRefused, MockQuestionRefused, SessionEnded
 from interviews.models import MOCK_GRACE_SECONDS, Answer, InterviewSession, ServedQuestion
 from interviews.report import markdown_escape
@@ -20,11 +21,6 @@ GOOD_ANSWER = (
     "useEffect runs after render; its dependency array decides when it runs again, and the "
     "cleanup function runs before the next effect and on unmount, so subscriptions are undone."
 )
-
-
-def balance(user) -> int:
-    user.token_account.refresh_from_db()
-    return user.token_account.balance
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 import pytest
 
+from config.testing import balance
 from interviews.exceptions import GenerationFailed, SessionEnded
 from interviews.generation import BankSource, Proposal
 from interviews.models import Difficulty, Question, ServedQuestion
@@ -9,11 +10,6 @@ from interviews.tests.fakes import CountingBankSource, ScriptedSource, failing
 from ledger.exceptions import InsufficientTokens
 from ledger.models import Hold, LedgerEntry
 from ledger.selectors import account_problem_list
-
-
-def balance(user) -> int:
-    user.token_account.refresh_from_db()
-    return user.token_account.balance
 
 
 def test_a_question_costs_one_token_and_is_stored_with_its_debit(session, candidate):

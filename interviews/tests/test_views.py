@@ -4,6 +4,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
+from config.testing import badge
 from interviews.exceptions import GenerationFailed
 from interviews.models import Answer, InterviewSession, ServedQuestion
 from ledger.models import LedgerEntry
@@ -13,12 +14,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 def next_url(session) -> str:
     return reverse("interviews:question_next", kwargs={"session_id": session.pk})
-
-
-def badge(html: str) -> int:
-    match = re.search(r'id="token-balance"[^>]*>(\d+) tokens?<', html)
-    assert match, "no balance badge in the response"
-    return int(match.group(1))
 
 
 @pytest.fixture
