@@ -42,6 +42,12 @@ class StartSessionForm(forms.Form):
         error_messages={"invalid_choice": "The time for an answer must be 3, 5 or 10 minutes."},
     )
 
+    focus = forms.ChoiceField(
+        choices=[("weak", "Practise weak spots")],
+        required=False,
+        error_messages={"invalid_choice": "Focus can only be weak spots."},
+    )
+
     def clean_difficulty(self) -> str:
         return self.cleaned_data["difficulty"] or Difficulty.MEDIUM
 

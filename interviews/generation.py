@@ -81,7 +81,8 @@ class BankSource:
 
     def pick(self, *, session: InterviewSession, pool: PoolState) -> Proposal:
         user, topic, difficulty = session.user_id, session.topic_id, session.difficulty
-        question = _first_after_random_point(
+        question = _closest_to_focus(session=session, cycle=pool.cycle) if session.focus else None
+        question = question or _first_after_random_point(
             user=user, topic=topic, cycle=pool.cycle, difficulty=difficulty, rng=self.rng
         )
         pool_reset = question is None
@@ -93,6 +94,31 @@ class BankSource:
         if question is None:
             raise GenerationFailed(Reason.EMPTY_POOL, f"The {session.topic} pool has no questions.")
         return _stored_proposal(question, pool_reset=pool_reset)
+
+
+def _closest_to_focus(*, session: InterviewSession, cycle: int) -> Question | None:
+    """For a weak-spots session: of the questions the candidate has not seen in this pass, the
+    one whose key points share most significant words with the key points they keep missing
+    (the session's difficulty first on a tie); None when no question shares any. A pass never
+    repeats a question, so the weak spots are practised through the closest unseen ones."""
+    from interviews.feedback import terms
+
+    wanted = set().union(*(terms(point) for point in session.focus))
+    seen = ServedQuestion.objects.filter(
+        user_id=session.user_id, topic_id=session.topic_id, cycle=cycle
+    ).values("question_id")
+    unseen = (
+        Question.objects.filter(topic_id=session.topic_id, is_active=True, follows=None)
+        .exclude(pk__in=seen)
+        .only("pk", "key_points", "difficulty")
+    )
+    best, best_rank = None, (0, False)
+    for question in unseen.iterator():
+        shared = len(wanted & set().union(*(terms(str(p)) for p in question.key_points)))
+        rank = (shared, question.difficulty == session.difficulty)
+        if shared and rank > best_rank:
+            best, best_rank = question, rank
+    return Question.objects.get(pk=best.pk) if best is not None else None
 
 
 # One branch of the pick: the first active question of the topic at or after (or before) the
@@ -178,6 +204,7 @@ class LLMSource:
                 topic=session.topic.name,
                 difficulty=session.difficulty,
                 avoid=list(pool.recent_texts),
+                focus=[str(point) for point in session.focus],
             )
         except llm.LLMError as exc:
             # An unusable answer is asked for again (Reason.asks_again); a refusal, a timeout or

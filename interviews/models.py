@@ -132,6 +132,9 @@ class InterviewSession(models.Model):
     mode = models.CharField(max_length=8, choices=Mode, default=Mode.PRACTICE)
     length = models.PositiveSmallIntegerField(null=True, blank=True)
     minutes = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A "Practise weak spots" session: the key points the candidate missed most often in the
+    # topic when it started; its questions are chosen to exercise them (interviews.generation).
+    focus = models.JSONField(default=list, blank=True)
     # A mock interview's report across its answers (overall score, strengths, gaps, where they
     # came from), written once when it ends; each answer keeps its own score and feedback.
     report = models.JSONField(null=True, blank=True)

@@ -139,6 +139,11 @@ def _missed_by_topic(user: User) -> dict[int, list[MissedPoint]]:
     return missed
 
 
+def weak_spot_list(*, user: User, topic: Topic) -> list[str]:
+    """The key points the candidate missed most often in `topic` (at most MISSED_TOP)."""
+    return [point.text for point in _missed_by_topic(user).get(topic.pk, [])]
+
+
 def progress_list(*, user: User) -> list[TopicProgress]:
     """The candidate's progress in every topic they have answered in, most answered first.
     Four queries, whatever the number of answers."""

@@ -141,13 +141,21 @@ def session_start(
     mode: str = InterviewSession.Mode.PRACTICE,
     length: int | None = None,
     minutes: int | None = None,
+    focus: list[str] | None = None,
 ) -> InterviewSession:
     """A practice session, or a mock interview of `length` questions with `minutes` an answer
-    (a database constraint refuses any other combination). Nothing is paid upfront."""
+    (a database constraint refuses any other combination). Nothing is paid upfront. `focus`:
+    key points its questions should exercise (the candidate's weak spots)."""
     if mode != InterviewSession.Mode.MOCK:
         length = minutes = None
     return InterviewSession.objects.create(
-        user=user, topic=topic, difficulty=difficulty, mode=mode, length=length, minutes=minutes
+        user=user,
+        topic=topic,
+        difficulty=difficulty,
+        mode=mode,
+        length=length,
+        minutes=minutes,
+        focus=list(focus or []),
     )
 
 

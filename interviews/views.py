@@ -25,7 +25,13 @@ from interviews.exceptions import (
 )
 from interviews.forms import AnswerForm, MockAnswerForm, NextQuestionForm, StartSessionForm
 from interviews.models import InterviewSession, ServedQuestion
-from interviews.progress import CHART_HEIGHT, CHART_PAD, CHART_WIDTH, progress_list
+from interviews.progress import (
+    CHART_HEIGHT,
+    CHART_PAD,
+    CHART_WIDTH,
+    progress_list,
+    weak_spot_list,
+)
 from interviews.report import report_markdown
 from ledger.exceptions import (
     InsufficientTokens,
@@ -111,6 +117,16 @@ def _dashboard_page(
 @require_POST
 def session_start(request: HtmxHttpRequest) -> HttpResponse:
     form = StartSessionForm(request.POST)
+    focus: list[str] = []
+    if form.is_valid() and form.cleaned_data["focus"] == "weak":
+        topic = form.cleaned_data["topic"]
+        focus = weak_spot_list(user=request.user, topic=topic)
+        if not focus:
+            form.add_error(
+                "focus",
+                f"No weak spots in {topic.name} yet: answer a few questions there first, and "
+                "the key points you miss become the ones to practise.",
+            )
     if not form.is_valid():
         return _dashboard_page(request, form, status=400)
     session = services.session_start(
@@ -120,6 +136,7 @@ def session_start(request: HtmxHttpRequest) -> HttpResponse:
         mode=form.cleaned_data["mode"],
         length=form.cleaned_data["length"],
         minutes=form.cleaned_data["minutes"],
+        focus=focus,
     )
     return redirect(session)
 

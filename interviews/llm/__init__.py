@@ -116,7 +116,9 @@ async def _generate[T](
         raise
 
 
-async def agenerate_question(*, topic: str, difficulty: str, avoid: list[str]) -> GeneratedQuestion:
+async def agenerate_question(
+    *, topic: str, difficulty: str, avoid: list[str], focus: list[str] | None = None
+) -> GeneratedQuestion:
     """One new interview question on `topic` (display name) at `difficulty`.
 
     `avoid`: texts of the questions this candidate was recently served in this topic, most
@@ -126,7 +128,7 @@ async def agenerate_question(*, topic: str, difficulty: str, avoid: list[str]) -
     """
     return await _generate(
         purpose="question",
-        messages=question_messages(topic=topic, difficulty=difficulty, avoid=avoid),
+        messages=question_messages(topic=topic, difficulty=difficulty, avoid=avoid, focus=focus),
         response_format=QUESTION_RESPONSE_FORMAT,
         max_tokens=QUESTION_MAX_TOKENS,
         parse=lambda completion, model: parse_question(completion, model=model),
