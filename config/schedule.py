@@ -9,6 +9,7 @@ from django.tasks import Task
 
 from accounts.tasks import sessions_clear_expired
 from config.tasks import task_results_prune
+from interviews.tasks import prepared_questions_discard
 from ledger.tasks import holds_expire_due, ledger_verify
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,6 +33,8 @@ class Periodic:
 SCHEDULE: tuple[Periodic, ...] = (
     # Reservations whose request died (also freed lazily when their account is next touched).
     Periodic(task=holds_expire_due, every=timedelta(minutes=1)),
+    # Questions prepared in the background that nobody asked for in time.
+    Periodic(task=prepared_questions_discard, every=timedelta(minutes=1)),
     Periodic(task=sessions_clear_expired, every=timedelta(days=1)),
     # Alerts staff (an ERROR log line and an email) when an account does not reconcile.
     Periodic(task=ledger_verify, every=timedelta(days=1)),

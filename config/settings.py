@@ -28,7 +28,7 @@ SETTINGS_FROM_ENV = (
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
     "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER "
     "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED "
-    "MOCK_SECONDS_PER_MINUTE"
+    "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -378,3 +378,10 @@ ACCOUNT_RATE_LIMITS = (
 # Model calls (questions and feedback) one candidate may have in flight at once, all processes
 # together; another one is refused at once with 429 "not charged". 0: no limit.
 LLM_MAX_IN_FLIGHT_PER_USER = env.int("LLM_MAX_IN_FLIGHT_PER_USER", default=1)
+
+# The next question of a session is prepared in the background (the task worker) when one is
+# delivered, so that it arrives at once when asked: not charged until then, discarded after
+# PREFETCH_MAX_AGE_SECONDS or when the session ends. Its model call counts in the daily budget,
+# never in the candidate's limits. false: every question is generated when asked.
+PREFETCH = env.bool("PREFETCH", default=True)
+PREFETCH_MAX_AGE_SECONDS = env.int("PREFETCH_MAX_AGE_SECONDS", default=600)

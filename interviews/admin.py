@@ -9,6 +9,7 @@ from interviews.exceptions import OffSchema
 from interviews.models import (
     Answer,
     InterviewSession,
+    PreparedQuestion,
     Question,
     ServedQuestion,
     Topic,
@@ -132,3 +133,16 @@ class AnswerAdmin(ReadOnlyAdmin[Answer]):
     list_display = ["served", "score", "feedback_source", "updated_at"]
     list_filter = ["feedback_source"]
     readonly_fields = [f.name for f in Answer._meta.fields]
+
+
+@admin.register(PreparedQuestion)
+class PreparedQuestionAdmin(ReadOnlyAdmin[PreparedQuestion]):
+    """Questions prepared in the background before candidates asked (PREFETCH). "Discarded":
+    prepared and never bought (the session ended, the candidate stopped, or it went stale): a
+    model call's cost without revenue when its source is the LLM."""
+
+    list_display = ["created_at", "session", "source", "model", "status", "resolved_at"]
+    list_filter = ["status", "source"]
+    list_select_related = ["session__topic"]
+    search_fields = ["=session__user__email"]
+    readonly_fields = [f.name for f in PreparedQuestion._meta.fields]

@@ -305,3 +305,48 @@ class ModelCallDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.calls} model calls"
+
+
+class PreparedQuestion(models.Model):
+    """The next question of an open session, prepared in the background before the candidate
+    asks (PREFETCH): generated and validated, not charged and not shown. When the candidate
+    asks, it is bought through the ledger like any question (interviews.services), if it is
+    still fresh, at the session's difficulty and in its pass; otherwise it is discarded and a
+    question is generated as usual. A discarded one is model cost without revenue: staff see
+    them in the admin."""
+
+    class Status(models.TextChoices):
+        READY = "ready", "Ready"
+        TAKEN = "taken", "Taken"
+        DISCARDED = "discarded", "Discarded"
+
+    session = models.ForeignKey(
+        InterviewSession, on_delete=models.CASCADE, related_name="prepared_questions"
+    )
+    # A pool question (the bank), or None for a generated one, whose wording is below.
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, null=True, blank=True)
+    text = models.TextField()
+    key_points = models.JSONField(default=list)
+    outline = models.TextField(blank=True)
+    difficulty = models.CharField(max_length=6, choices=Difficulty)
+    source = models.CharField(max_length=8, choices=Question.Source)
+    model = models.CharField(max_length=100, blank=True)
+    cycle = models.PositiveIntegerField()  # the pass it was prepared in
+    # The session's difficulty when it was prepared: a question for another one is not sold.
+    asked_difficulty = models.CharField(max_length=6, choices=Difficulty)
+    status = models.CharField(max_length=9, choices=Status, default=Status.READY)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session"],
+                condition=models.Q(status="ready"),
+                name="interviews_prepared_one_ready_per_session",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="interviews_prepared_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_status_display()}: {self.text[:60]}"

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -65,6 +67,7 @@ from interviews.models import (
     Answer,
     Difficulty,
     InterviewSession,
+    PreparedQuestion,
     Question,
     ServedQuestion,
     Topic,
@@ -78,6 +81,7 @@ from interviews.selectors import (
     pool_state_get,
     session_report_get,
 )
+from interviews.spec import QuestionSpec
 from ledger.exceptions import HoldNotPending
 from ledger.models import Hold, LedgerEntry
 from ledger.services import account_get_or_open, hold_capture, hold_release, hold_reserve
@@ -164,6 +168,7 @@ def session_end(*, session: InterviewSession) -> InterviewSession:
     if session.ended_at is None:
         session.ended_at = timezone.now()
         session.save(update_fields=["ended_at"])
+    prepared_discard(session=session)
     return session
 
 
@@ -220,13 +225,18 @@ async def aquestion_next(
         return started
     hold, pool = started
     source = source or question_source_get()
-    # Only a fresh reservation takes a slot: the page's poll of a request in progress (the same
-    # request id) got its 409 from hold_reserve above, never a 429.
-    async with (
-        _released_on_failure(hold=hold, actor=session.user, flow="question_next"),
-        model_call_slot(user_id=session.user_id, calls_model=source.calls_model),
-    ):
-        served = await _propose_and_capture(session=session, hold=hold, pool=pool, source=source)
+    async with _released_on_failure(hold=hold, actor=session.user, flow="question_next"):
+        # A question prepared in the background, if still good, is bought without a model call.
+        prepared = await sync_to_async(_prepared_take)(session=session, pool=pool)
+        # Only a fresh reservation takes a slot: the page's poll of a request in progress (the
+        # same request id) got its 409 from hold_reserve above, never a 429.
+        calls_model = source.calls_model and prepared is None
+        async with model_call_slot(user_id=session.user_id, calls_model=calls_model):
+            served = await _propose_and_capture(
+                session=session, hold=hold, pool=pool, source=source, prepared=prepared
+            )
+    if settings.PREFETCH:
+        await sync_to_async(_db_step(_prepare_later))(session=session)
     return NextQuestion(served=served, replay=False)
 
 
@@ -408,9 +418,18 @@ def _failure_note(exc: BaseException) -> str:
 
 
 async def _propose_and_capture(
-    *, session: InterviewSession, hold: Hold, pool: PoolState, source: QuestionSource
+    *,
+    session: InterviewSession,
+    hold: Hold,
+    pool: PoolState,
+    source: QuestionSource,
+    prepared: Proposal | None = None,
 ) -> ServedQuestion:
     async def propose() -> Proposal:
+        nonlocal prepared
+        if prepared is not None:  # the prepared question first; the source if it is refused
+            proposal, prepared = prepared, None
+            return proposal
         return await source.propose(session=session, pool=pool)
 
     async def capture(proposal: Proposal) -> ServedQuestion:
@@ -675,6 +694,7 @@ def _report_start(*, session: InterviewSession) -> list[Answer] | None:
     now = timezone.now()
     with transaction.atomic(durable=True):
         InterviewSession.objects.filter(pk=session.pk, ended_at=None).update(ended_at=now)
+        prepared_discard(session=session)
         if InterviewSession.objects.filter(pk=session.pk, report__isnull=False).exists():
             return None
         for served in ServedQuestion.objects.filter(session=session, answer__isnull=True):
@@ -766,3 +786,108 @@ async def areport_build(*, session: InterviewSession) -> None:
 
 
 report_build = async_to_sync(areport_build)
+
+
+# --- the next question, prepared in the background (PREFETCH) ---------------------------------
+
+
+def _prepare_later(*, session: InterviewSession) -> None:
+    """Ask the task worker to prepare the session's next question (interviews.tasks)."""
+    from interviews.tasks import question_prepare
+
+    question_prepare.enqueue(session_id=str(session.pk))
+
+
+def question_prepare(*, session_id: uuid.UUID) -> str:
+    """Prepare the next question of an open session, not charged and not shown: the source's
+    proposal, checked as a purchase would check it, stored as the session's one ready question.
+    The model call counts in the daily budget (the LLM source takes it) but never in the
+    candidate's limits: the candidate is not waiting. Returns what happened, for the task log."""
+    if not settings.PREFETCH:
+        return "off"
+    session = InterviewSession.objects.select_related("topic", "user").filter(pk=session_id).first()
+    if session is None or session.is_ended:
+        return "no open session"
+    if session.is_mock and ServedQuestion.objects.filter(session=session, parent=None).count() >= (
+        session.length or 0
+    ):
+        return "the interview has all its questions"
+    if PreparedQuestion.objects.filter(session=session, status=PreparedQuestion.Status.READY):
+        return "one is ready already"
+    pool = pool_state_get(user=session.user, topic=session.topic)
+    try:
+        proposal = async_to_sync(question_source_get().propose)(session=session, pool=pool)
+    except GenerationFailed as exc:
+        return f"not prepared: {exc}"
+    spec = proposal.spec
+    repeated = Question.objects.filter(
+        topic=session.topic, fingerprint=question_fingerprint(spec.text)
+    )
+    if proposal.question is None and repeated.exists():
+        return "not prepared: a repeat"
+    try:
+        with transaction.atomic(durable=True):
+            PreparedQuestion.objects.create(
+                session=session,
+                question=proposal.question,
+                text=spec.text,
+                key_points=list(spec.key_points),
+                outline=spec.outline,
+                difficulty=spec.difficulty,
+                source=proposal.source,
+                model=proposal.model,
+                cycle=pool.cycle,
+                asked_difficulty=session.difficulty,
+            )
+    except IntegrityError:
+        return "one is ready already"
+    return "prepared"
+
+
+@_db_step
+def _prepared_take(*, session: InterviewSession, pool: PoolState) -> Proposal | None:
+    """The session's prepared question as a proposal, taken (once: a conditional update), if it
+    is fresh, at the session's difficulty and in the current pass; else it is discarded."""
+    prepared = PreparedQuestion.objects.filter(
+        session=session, status=PreparedQuestion.Status.READY
+    ).first()
+    if prepared is None:
+        return None
+    now = timezone.now()
+    fresh = (
+        prepared.created_at > now - timedelta(seconds=settings.PREFETCH_MAX_AGE_SECONDS)
+        and prepared.asked_difficulty == session.difficulty
+        and prepared.cycle == pool.cycle
+    )
+    status = PreparedQuestion.Status.TAKEN if fresh else PreparedQuestion.Status.DISCARDED
+    taken = PreparedQuestion.objects.filter(
+        pk=prepared.pk, status=PreparedQuestion.Status.READY
+    ).update(status=status, resolved_at=now)
+    if not (taken and fresh):
+        return None
+    try:
+        spec = QuestionSpec.parse(
+            {
+                "text": prepared.text,
+                "key_points": prepared.key_points,
+                "outline": prepared.outline,
+                "difficulty": prepared.difficulty,
+            }
+        )
+    except GenerationFailed:
+        return None
+    return Proposal(
+        spec=spec, source=prepared.source, model=prepared.model, question=prepared.question
+    )
+
+
+def prepared_discard(*, session: InterviewSession | None = None) -> int:
+    """Discard prepared questions nobody will buy: a session's (it ended), or every one older
+    than PREFETCH_MAX_AGE_SECONDS (the scheduler, every minute)."""
+    ready = PreparedQuestion.objects.filter(status=PreparedQuestion.Status.READY)
+    if session is not None:
+        ready = ready.filter(session=session)
+    else:
+        cutoff = timezone.now() - timedelta(seconds=settings.PREFETCH_MAX_AGE_SECONDS)
+        ready = ready.filter(created_at__lt=cutoff)
+    return ready.update(status=PreparedQuestion.Status.DISCARDED, resolved_at=timezone.now())
