@@ -85,16 +85,18 @@ serve: venv $(STATIC_MANIFEST)
 		--graceful-timeout 60 --access-logfile - --no-control-socket
 
 # Production, once per deployment (app servers run `make serve`): the background work (README,
-# "Background work"). The task worker runs what is enqueued; the scheduler enqueues the periodic
-# tasks when due (once per period, however many schedulers run). When either stops, both stop,
-# so a supervisor that restarts `make worker` restarts the pair. More workers, if ever needed:
-# `manage.py db_worker` alone. Same environment as `make serve`, and a migrated database.
+# "Background work"). A task worker runs the "default" queue (sweepers, alerts), PREFETCH_WORKERS
+# (2) more run the "prefetch" queue (the next questions to prepare, each a model call); the
+# scheduler enqueues the periodic tasks when due (once per period, however many schedulers run).
+# When one stops, all stop, so a supervisor that restarts `make worker` restarts them together.
+# Same environment as `make serve`, and a migrated database.
 worker: venv
 	@$(PY) manage.py migrate --check >/dev/null || { \
 		echo "make worker: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
 		exit 1; }
 	$(PY) manage.py run_scheduler & \
-	$(PY) manage.py db_worker & \
+	$(PY) manage.py db_worker --queue-name default & \
+	for n in $$(seq $${PREFETCH_WORKERS:-2}); do $(PY) manage.py db_worker --queue-name prefetch & done; \
 	trap 'kill -TERM $$(jobs -p) 2>/dev/null || true' INT TERM; \
 	status=0; wait -n || status=$$?; \
 	kill -TERM $$(jobs -p) 2>/dev/null || true; \
@@ -120,6 +122,7 @@ lint: devvenv
 bench: devvenv
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE=40 .ci/with-postgres $(PY) bench/run.py
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/load.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/prefetch.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache

@@ -197,7 +197,7 @@ class Processes:
         self._running: list[subprocess.Popen[bytes]] = []
 
     def start(self, argv: list[str], env: Mapping[str, str], output: IO[bytes] | int) -> int:
-        proc = subprocess.Popen(  # noqa: S603 (our own argv)
+        proc = subprocess.Popen(
             argv,
             cwd=ROOT,
             env=dict(env),
@@ -974,7 +974,7 @@ def find_postmaster(admin: str) -> int | None:
 
 
 def manage(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 (our own argv)
+    return subprocess.run(
         [str(PYTHON), "manage.py", *args],
         cwd=ROOT,
         env=dict(env),

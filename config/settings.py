@@ -272,7 +272,14 @@ LOGGING = {
 
 # Background work (see config/schedule.py): tasks are rows in this database, run by
 # `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# Two queues: "default" for the sweepers and alerts, "prefetch" for the next questions to prepare
+# (each waits seconds on the model, so they have workers of their own: PREFETCH_WORKERS).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "prefetch"],
+    }
+}
 
 # The cache holds the rate and in-flight limits' counters, so every app process must share it:
 # Redis in production (REDIS_URL, e.g. redis://127.0.0.1:6379/0), this process's memory for

@@ -7,7 +7,7 @@ from django.tasks import task
 from interviews import services
 
 
-@task
+@task(queue_name="prefetch")
 def question_prepare(session_id: str) -> str:
     """Prepare the next question of a session (PREFETCH): enqueued when one is delivered."""
     return services.question_prepare(session_id=uuid.UUID(session_id))
