@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -33,6 +33,17 @@ class Proposal:
     model: str = ""
     question: Question | None = None  # an existing pool question (the bank)
     pool_reset: bool = False  # serving it starts a new pass through the pool
+
+    def question_fields(self) -> dict[str, Any]:
+        """A Question's wording and origin, as this proposal has them."""
+        return {
+            "text": self.spec.text,
+            "key_points": list(self.spec.key_points),
+            "outline": self.spec.outline,
+            "difficulty": self.spec.difficulty,
+            "source": self.source,
+            "model": self.model,
+        }
 
 
 def _stored_proposal(question: Question, *, pool_reset: bool = False) -> Proposal:

@@ -382,12 +382,7 @@ def _store_follow_up(
         question = Question.objects.create(
             topic_id=parent.topic_id,
             follows=parent.question,
-            text=spec.text,
-            key_points=list(spec.key_points),
-            outline=spec.outline,
-            difficulty=spec.difficulty,
-            source=proposal.source,
-            model=proposal.model,
+            **proposal.question_fields(),
         )
     return ServedQuestion.objects.create(
         session=session,
@@ -534,12 +529,7 @@ def _store(
         if question is None:
             question = Question.objects.create(
                 topic=topic,
-                text=spec.text,
-                key_points=list(spec.key_points),
-                outline=spec.outline,
-                difficulty=spec.difficulty,
-                source=proposal.source,
-                model=proposal.model,
+                **proposal.question_fields(),
             )
         elif ServedQuestion.objects.filter(question=question, user=user).exists():
             raise AlreadyServed("already served to this candidate in this topic")
@@ -830,12 +820,7 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
             PreparedQuestion.objects.create(
                 session=session,
                 question=proposal.question,
-                text=spec.text,
-                key_points=list(spec.key_points),
-                outline=spec.outline,
-                difficulty=spec.difficulty,
-                source=proposal.source,
-                model=proposal.model,
+                **proposal.question_fields(),
                 cycle=pool.cycle,
                 asked_difficulty=session.difficulty,
             )
