@@ -12,6 +12,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from interviews.exceptions import OffSchema
 from interviews.llm import _generate
 from interviews.llm.errors import LLMError
+from interviews.llm.prompts import messages_build
 from interviews.llm.replies import json_content
 from interviews.spec import ReportSpec
 
@@ -59,10 +60,7 @@ def report_messages(*, topic: str, answers: list[ReportAnswer]) -> list[ChatComp
             f"{number}. {_data(answer.question)}\n  Score: {answer.score}/10\n{good}\n{missed}"
         )
     user = f"Topic: {_data(topic)}\n\n<interview>\n" + "\n\n".join(blocks) + "\n</interview>"
-    return [
-        {"role": "system", "content": REPORT_SYSTEM_PROMPT},
-        {"role": "user", "content": user},
-    ]
+    return messages_build(REPORT_SYSTEM_PROMPT, user)
 
 
 def parse_report(completion: ChatCompletion, *, model: str) -> ReportSpec:
