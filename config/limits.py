@@ -5,13 +5,18 @@ most 20 requests a minute per user and 300 a minute per client address. A period
 d, optionally with a multiplier ("5m"). The parsing is our own: allauth's rate-limit module is
 internal to allauth, and its public wrapper says it is to be deprecated.
 
-Each rate is a fixed window: a counter per key and per window, created with `add` and counted
-with `incr` (both atomic in Redis and in local memory), so any number of processes sharing the
-cache count together. A refusal says exactly when its window ends (`Limited.retry_after`).
+Each rate is a fixed window: a counter per key and per window, counted with INCR and given its
+time to live when created (atomic in Redis and in local memory), so any number of processes
+sharing Redis count together. A refusal says exactly when its window ends (`Limited.retry_after`).
 
-`in_flight` bounds the calls one key (a user) has running at once: a counter taken before the
-call and given back after it, with a time to live, so that a process killed mid-call cannot
-block the key for longer than that.
+`in_flight` bounds the calls one key (a user) has running at once: a slot taken before the
+call and given back after it. Each slot is a key of its own with its own deadline (its time to
+live, set when it is taken and never extended), so a process killed mid-call blocks its slot
+until that deadline at the latest, however often the candidate tries meanwhile.
+
+The counters live in Redis (REDIS_URL), reached through redis-py's asyncio client: one round
+trip a check and no thread hop under the ASGI server. Without Redis they live in this process's
+memory.
 
 A cache that fails does not refuse anyone: the limits are a brake on abuse, and the money is
 guarded by the ledger and the daily model budget, which live in the database.
@@ -19,17 +24,21 @@ guarded by the ledger and the daily model budget, which live in the database.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
 import time
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
+import redis.asyncio as aioredis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import BaseCache, caches
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
@@ -147,15 +156,107 @@ def _now() -> float:
     return time.time()
 
 
-async def _acount(key: str, timeout: int) -> int:
-    """Add one to a counter, creating it (with its time to live) when it does not exist."""
-    for _ in range(2):
-        try:
-            return await cache.aincr(key)
-        except ValueError:  # no such key (new, or it expired between two calls)
-            if await cache.aadd(key, 1, timeout):
-                return 1
-    return await cache.aincr(key)
+# --- Where the counters live ---------------------------------------------------------------------
+#
+# With REDIS_URL: Redis itself, through redis-py's asyncio client (one per event loop), so that a
+# limit costs one round trip and no thread hop. Without: this process's memory (Django's local
+# memory cache), called directly: it does no I/O, so it needs no thread either.
+
+
+class Counters:
+    """The three atomic operations the limits need."""
+
+    async def count(self, keys: list[tuple[str, int]]) -> list[int]:
+        """Add one to each counter (key, time to live), creating it with its time to live when
+        it does not exist; return the new values."""
+        raise NotImplementedError
+
+    async def take(self, key: str, token: str, ttl: int) -> bool:
+        """Set `key` to `token` for `ttl` seconds unless it exists; whether it was set."""
+        raise NotImplementedError
+
+    async def give_back(self, key: str, token: str) -> None:
+        """Delete `key` if it still holds `token` (not a later holder's slot)."""
+        raise NotImplementedError
+
+
+class LocalCounters(Counters):
+    """This process's memory: each process counts alone (the deploy check warns)."""
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches["default"]
+
+    async def count(self, keys: list[tuple[str, int]]) -> list[int]:
+        counts = []
+        for key, ttl in keys:
+            try:
+                counts.append(self.cache.incr(key))
+            except ValueError:  # no such key (new, or just expired)
+                counts.append(1 if self.cache.add(key, 1, ttl) else self.cache.incr(key))
+        return counts
+
+    async def take(self, key: str, token: str, ttl: int) -> bool:
+        return self.cache.add(key, token, ttl)
+
+    async def give_back(self, key: str, token: str) -> None:
+        if self.cache.get(key) == token:  # one thread at a time runs this loop's code
+            self.cache.delete(key)
+
+
+# Delete a slot only while it is still ours: atomic in Redis.
+GIVE_BACK = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end
+return 0
+"""
+
+
+class RedisCounters(Counters):
+    """Counters every process shares, in Redis. One client per event loop (an asyncio client's
+    connections belong to the loop that opened them)."""
+
+    prefix = "mockroom:"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def client(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        client = self.clients.get(loop)
+        if client is None:
+            # A Redis that does not answer must not hold requests up: the limits then let
+            # requests through (see the module's doc).
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)
+            self.clients[loop] = client
+        return client
+
+    async def count(self, keys: list[tuple[str, int]]) -> list[int]:
+        async with self.client().pipeline(transaction=False) as pipe:
+            for key, ttl in keys:
+                pipe.incr(self.prefix + key)
+                pipe.expire(self.prefix + key, ttl, nx=True)
+            replies = await pipe.execute()
+        return [int(count) for count in replies[::2]]
+
+    async def take(self, key: str, token: str, ttl: int) -> bool:
+        return bool(await self.client().set(self.prefix + key, token, ex=ttl, nx=True))
+
+    async def give_back(self, key: str, token: str) -> None:
+        await self.client().eval(GIVE_BACK, 1, self.prefix + key, token)  # type: ignore[misc]
+
+
+_counters: dict[str, Counters] = {}
+
+
+def counters() -> Counters:
+    """The counters for this process's settings (REDIS_URL), made once."""
+    url = settings.REDIS_URL
+    if url not in _counters:
+        _counters[url] = RedisCounters(url) if url else LocalCounters()
+    return _counters[url]
 
 
 async def arate_limit(request: HttpRequest, *, action: str, rates: str, what: str) -> None:
@@ -172,21 +273,24 @@ async def arate_limit(request: HttpRequest, *, action: str, rates: str, what: st
     if user is not None and user.is_authenticated:
         idents["user"] = str(user.pk)
     now = _now()
-    wait = 0
+    windows = []  # (rate, seconds until its window ends, key)
     for rate in _rates(rates):
         ident = idents.get(rate.per)
         if ident is None:
             continue
         window = int(now // rate.period)
-        left = (window + 1) * rate.period - now  # until this window ends
-        key = f"limit:{action}:{rate.per}:{ident}:{rate.period}:{window}"
-        try:
-            count = await _acount(key, timeout=math.ceil(left) + 1)
-        except Exception:  # the cache is down: let the request through (see the module's doc)
-            logger.exception("rate limit %s not checked: the cache failed", action)
-            return
-        if count > rate.amount:
-            wait = max(wait, math.ceil(left))
+        left = (window + 1) * rate.period - now
+        windows.append((rate, left, f"limit:{action}:{rate.per}:{ident}:{rate.period}:{window}"))
+    try:
+        counts = await counters().count([(key, math.ceil(left) + 1) for _, left, key in windows])
+    except Exception:  # the store is down: let the request through (see the module's doc)
+        logger.exception("rate limit %s not checked: the cache failed", action)
+        return
+    wait = max(
+        (math.ceil(left) for (rate, left, _), count in zip(windows, counts, strict=True)
+         if count > rate.amount),
+        default=0,
+    )  # fmt: skip
     if wait:
         raise refusal(what, wait)
 
@@ -197,29 +301,32 @@ async def in_flight(
 ) -> AsyncIterator[None]:
     """Hold one of `limit` slots of `key` for the body, or raise Limited at once (no queue).
 
-    `limit` 0 means no limit. The counter lives `ttl` seconds after the last slot was taken:
-    set it to the longest the body may run, so a process killed in the body frees its slot by
-    then at the latest.
+    `limit` 0 means no limit. Each slot is a key of its own that lives `ttl` seconds from the
+    moment it was taken: set `ttl` to the longest the body may run, so a slot whose process was
+    killed in the body frees itself on its own deadline, however often its holder retries
+    meanwhile (a refused attempt writes nothing).
     """
     if limit <= 0:
         yield
         return
-    counter = f"inflight:{key}"
+    store = counters()
+    token = uuid.uuid4().hex
+    slot = None
     try:
-        taken = await _acount(counter, timeout=ttl)
-        await cache.atouch(counter, ttl)
-    except Exception:  # the cache is down: let the call through (see the module's doc)
+        for index in range(limit):
+            if await store.take(f"inflight:{key}:{index}", token, ttl):
+                slot = f"inflight:{key}:{index}"
+                break
+    except Exception:  # the store is down: let the call through (see the module's doc)
         logger.exception("in-flight limit %s not checked: the cache failed", key)
         yield
         return
+    if slot is None:
+        raise refusal(what, retry_after)
     try:
-        if taken > limit:
-            raise refusal(what, retry_after)
         yield
     finally:
         try:
-            await cache.adecr(counter)
-        except ValueError:  # expired meanwhile: nothing left to give back
-            pass
+            await store.give_back(slot, token)
         except Exception:
             logger.exception("in-flight limit %s: could not give the slot back", key)

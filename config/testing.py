@@ -3,12 +3,20 @@
 Fixtures live in the root conftest.py; plain functions live here, importable like any module.
 """
 
+import contextlib
+import os
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from django.db import connection, connections
 
 # The atomic blocks the test case itself opened (pytest-django wraps a `db` test in a transaction
@@ -78,3 +86,41 @@ def badge(html: str) -> int:
     match = re.search(r'id="token-balance"[^>]*>(\d+) tokens?<', html)
     assert match, "no balance badge in the response"
     return int(match.group(1))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    """REDIS_URL when set; else a throwaway redis-server on loopback, stopped afterwards."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no REDIS_URL and no redis-server on PATH (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        command = [
+            server, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+            "--save", "", "--appendonly", "no",
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert process.poll() is None, "redis-server exited"
+                    assert time.monotonic() < deadline, "redis-server did not start"
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

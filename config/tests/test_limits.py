@@ -2,15 +2,10 @@
 Retry-After, per user and per address, the in-flight counter, the switch, the 429 page, the
 deploy check, and one run against a real Redis."""
 
-import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,11 +14,12 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.test import RequestFactory, override_settings
+from django.test import RequestFactory
 
 from config import limits
 from config.checks import check_shared_cache
 from config.limits import Limited, Rate, arate_limit, client_ip, in_flight, parse_rates
+from config.testing import redis_url
 from config.views import too_many_requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,30 +197,69 @@ def test_in_flight_refuses_a_second_call_at_once_and_frees_the_slot_after():
         "other user",
         "after",
     ]
-    assert cache.get("inflight:user:1") == 0
+    assert cache.get("inflight:user:1:0") is None
 
 
 def test_in_flight_zero_is_no_limit():
     assert async_to_sync(hold_two)(0) == ["first", "second", "other user", "after"]
 
 
-def test_an_in_flight_slot_lives_no_longer_than_its_ttl(monkeypatch):
-    """A process killed mid-call never gives its slot back: the counter's time to live does."""
-    ttls = []
-    real_touch = cache.atouch
+def test_each_of_several_slots_is_taken_once():
+    async def three_at_once() -> list[str]:
+        events = []
+        async with in_flight("user:1", limit=2, ttl=60, what="Busy"):
+            async with in_flight("user:1", limit=2, ttl=60, what="Busy"):
+                try:
+                    async with in_flight("user:1", limit=2, ttl=60, what="Busy"):
+                        events.append("third")
+                except Limited:
+                    events.append("third refused")
+                events.append("two held")
+            async with in_flight("user:1", limit=2, ttl=60, what="Busy"):
+                events.append("a freed slot taken again")
+        return events
 
-    async def recording_touch(key, timeout=None, version=None):
-        ttls.append((key, timeout))
-        return await real_touch(key, timeout)
+    assert async_to_sync(three_at_once)() == [
+        "third refused",
+        "two held",
+        "a freed slot taken again",
+    ]
 
-    monkeypatch.setattr(cache, "atouch", recording_touch)
 
-    async def take():
-        async with in_flight("user:1", limit=1, ttl=169, what="Busy"):
-            pass
+async def take_and_die(key: str, ttl: int) -> None:
+    """What a process killed mid-call leaves behind: a slot taken and never given back."""
+    assert await limits.counters().take(f"inflight:{key}:0", "a dead process", ttl)
 
-    async_to_sync(take)()
-    assert ttls == [("inflight:user:1", 169)]
+
+def asked_every(key: str, *, seconds: float, every: float, ttl: int) -> list[float]:
+    """Ask for the slot every `every` seconds for at most `seconds`, as a candidate who keeps
+    clicking would; the moments (since the first ask) of each refusal, then the allowed one."""
+    started = time.monotonic()
+    refusals = []
+
+    async def ask() -> bool:
+        try:
+            async with in_flight(key, limit=1, ttl=ttl, what="Busy"):
+                return True
+        except Limited:
+            return False
+
+    while time.monotonic() - started < seconds:
+        if async_to_sync(ask)():
+            return [*refusals, time.monotonic() - started]
+        refusals.append(time.monotonic() - started)
+        time.sleep(every)
+    raise AssertionError(f"still refused after {seconds} s of asking every {every} s")
+
+
+def test_a_slot_left_by_a_dead_call_frees_itself_on_its_own_deadline_however_often_asked():
+    """The slot's time to live starts when it is taken and no refusal extends it: a candidate
+    who keeps asking gets their next call within the slot's deadline (the lock-out of the last
+    round: one counter whose time to live every attempt renewed)."""
+    async_to_sync(take_and_die)("user:7", 2)
+    moments = asked_every("user:7", seconds=10, every=0.2, ttl=2)
+    assert len(moments) > 3  # refused meanwhile: the slot was held
+    assert moments[-1] < 2 + 1  # allowed once its own 2 s were over
 
 
 # --- The 429 page and the deploy check ---------------------------------------------------------
@@ -274,78 +309,82 @@ def test_the_deploy_check_warns_when_the_limits_are_per_process(settings):
 # --- A real Redis ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def redis_url() -> Iterator[str]:
-    """REDIS_URL when set; else a throwaway redis-server on loopback, stopped afterwards."""
-    if url := os.environ.get("REDIS_URL"):
-        yield url
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("no REDIS_URL and no redis-server on PATH (apt-get install redis-server)")
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        command = [
-            server, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
-            "--save", "", "--appendonly", "no",
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert process.poll() is None, "redis-server exited"
-                    assert time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def test_the_limits_count_in_a_real_redis(clock):
+def test_the_limits_count_in_a_real_redis(clock, settings):
     with redis_url() as url:
-        redis_cache = {
-            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-        }
-        with override_settings(CACHES=redis_cache):
-            # A key of our own, not another run's: the user id is unique to this test run.
-            request = request_from(user_id=int(time.time_ns() % 10**12))
+        settings.REDIS_URL = url
+        assert type(limits.counters()).__name__ == "RedisCounters"
+        # A key of our own, not another run's: the user id is unique to this test run.
+        request = request_from(user_id=int(time.time_ns() % 10**12))
+        hit(request, "2/m/user")
+        hit(request, "2/m/user")
+        with pytest.raises(Limited) as refused:
             hit(request, "2/m/user")
-            hit(request, "2/m/user")
-            with pytest.raises(Limited) as refused:
-                hit(request, "2/m/user")
-            assert refused.value.retry_after == 40
-            assert type(cache._cache).__name__ == "RedisCacheClient"
+        assert refused.value.retry_after == 40
 
-            key = f"user:{request.user.pk}"
-            events = []
+        key = f"user:{request.user.pk}"
+        events = []
 
-            async def nested():
-                async with in_flight(key, limit=1, ttl=30, what="Busy"):
-                    try:
-                        async with in_flight(key, limit=1, ttl=30, what="Busy"):
-                            events.append("second")
-                    except Limited:
-                        events.append("refused")
+        async def nested():
+            async with in_flight(key, limit=1, ttl=30, what="Busy"):
+                events.append(await ttl_of(url, f"inflight:{key}:0"))
+                try:
+                    async with in_flight(key, limit=1, ttl=30, what="Busy"):
+                        events.append("second")
+                except Limited:
+                    events.append("refused")
+            events.append(await ttl_of(url, f"inflight:{key}:0"))
 
-            async_to_sync(nested)()
-            assert events == ["refused"]
-            assert cache.get(f"inflight:{key}") == 0
-            assert (
-                0
-                < cache._cache.get_client(write=False).ttl(
-                    cache.make_and_validate_key(f"inflight:{key}")
-                )
-                <= 30
-            )
-            cache.delete_many([f"inflight:{key}"])
+        async_to_sync(nested)()
+        assert 0 < events[0] <= 30  # the slot's own deadline
+        assert events[1:] == ["refused", -2]  # given back: no such key
+
+
+async def ttl_of(url: str, key: str) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        return await client.ttl(f"mockroom:{key}")
+    finally:
+        await client.aclose()
+
+
+HOLD_A_SLOT_AND_WAIT = """
+import asyncio, sys, django
+django.setup()
+from config.limits import in_flight
+
+async def main():
+    async with in_flight(sys.argv[1], limit=1, ttl=int(sys.argv[2]), what="Busy"):
+        print("taken", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_killed_holding_a_slot_in_redis_locks_nobody_out(settings):
+    """A process SIGKILLed while it holds a candidate's slot in a real Redis: the candidate,
+    asking every 0.2 s meanwhile, is allowed again within the slot's own deadline."""
+    with redis_url() as url:
+        settings.REDIS_URL = url
+        key = f"user:{time.time_ns()}"
+        env = {**os.environ, "REDIS_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+        env.setdefault("SECRET_KEY", "test-only")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_A_SLOT_AND_WAIT, key, "3"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "taken"
+            holder.kill()
+            holder.wait(timeout=10)
+            moments = asked_every(key, seconds=15, every=0.2, ttl=3)
+        finally:
+            holder.kill()
+        assert len(moments) > 3  # the dead process's slot was held meanwhile
+        assert moments[-1] < 3 + 1  # and freed on its deadline, however often they asked

@@ -23,7 +23,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from config.testing import run_concurrently
+from config.testing import redis_url, run_concurrently
 from interviews import llm, services
 from interviews.models import Difficulty, Question, ServedQuestion, Topic, question_fingerprint
 from interviews.services import session_start
@@ -414,3 +414,65 @@ def suppress_all(call, *args, **kwargs) -> None:
     """Run a request whose connection is expected to die with its server."""
     with contextlib.suppress(OSError):
         call(*args, **kwargs)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("shared_cache", ["memory", "redis"])
+def test_a_worker_killed_mid_generation_locks_nobody_out(make_user, shared_cache):
+    """SIGKILL the worker while the candidate's question waits on the model, with the limits in
+    each process's memory or in a real Redis: the candidate, asking for a new question every
+    half second meanwhile, gets one within the dead call's reservation deadline (its in-flight
+    slot expires on its own deadline, which no refusal extends), and the dead call costs
+    nothing."""
+    user = make_user(tokens=2)
+    session = session_start(user=user, topic=Topic.objects.get(slug="python"))
+    cookies = logged_in_cookies(user)
+    path = next_url(session)
+    fake = FakeOpenAI(latency=2.0).start()
+    fake.enqueue(*(ok(question_payload(text=f"After the kill, question {n}?")) for n in range(40)))
+    env = {
+        "QUESTION_SOURCE": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "LLM_TIMEOUT_SECONDS": "3",
+        "LLM_MAX_RETRIES": "0",
+        "LLM_MAX_REGENERATIONS": "0",
+        "HOLD_TTL_SECONDS": "4",
+        "LLM_MAX_IN_FLIGHT_PER_USER": "1",
+    }
+    with contextlib.ExitStack() as stack:
+        stack.callback(fake.stop)
+        if shared_cache == "redis":
+            env["REDIS_URL"] = stack.enter_context(redis_url())
+        server = stack.enter_context(AppServer(**env))
+        doomed = threading.Thread(
+            target=lambda: suppress_all(
+                server.request, path, cookies=cookies, data={"request_id": "killed-0001"}
+            )
+        )
+        doomed.start()
+        wait_for(lambda: fake.requests >= 1, seconds=15, what="the model call")
+        for pid in worker_pids(server.process.pid):
+            os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        doomed.join(timeout=15)
+        wait_for(lambda: server.answers(), seconds=30, what="a new worker")
+        statuses = []
+        attempt = 0
+        while time.monotonic() - killed_at < 30:
+            attempt += 1
+            data = {"request_id": f"after-kill-{attempt:04d}"}
+            status, _ = server.request(path, cookies=cookies, data=data)
+            statuses.append(status)
+            if status == 200:
+                break
+            assert status == 429, statuses  # only the dead call's slot may refuse them
+            time.sleep(0.5)
+        served_after = time.monotonic() - killed_at
+    assert statuses[-1] == 200, statuses
+    # Within the slot's deadline (HOLD_TTL_SECONDS from when the dead call took it, before the
+    # kill) plus the time a new worker takes to start, however often they asked.
+    assert served_after < 4 + 10, (served_after, statuses)
+    hold = Hold.objects.get(request_id="killed-0001")
+    assert hold.status in {Hold.Status.PENDING, Hold.Status.EXPIRED}  # never captured
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT).count() == 1
