@@ -26,7 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The tests' cache is this process's memory, whatever REDIS_URL says (one test uses a real
     # Redis on purpose: config/tests/test_limits.py); it is emptied before each test.
     override_settings(
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        REDIS_URL="",
     ).enable()
 
 

@@ -1,11 +1,118 @@
-"""Project-wide response policies, written to run in either mode (no thread hop under ASGI)."""
+"""Project-wide middleware, each written to run in either mode: no thread hop under ASGI where
+nothing blocks.
+
+Django's own middleware are built on MiddlewareMixin, which under ASGI runs every hook through
+a thread (sync_to_async), whatever the hook does. The synchronous pages do not pay for it (they
+run the whole chain in one hop: config.asgi); the coroutine views would, a dozen hops a request.
+`in_event_loop` adapts such a middleware, unchanged, to call its hooks in the event loop: only
+for middleware whose hooks do no I/O (headers, cookies, lazy objects, URL resolving). The two
+that can do I/O say when: the session is saved in one hop when it must be, and the login check
+loads the session and the user in one hop. A test drives the coroutine views with Django's
+async-safety check on (it raises if anything here touches the database from the loop).
+"""
 
 from collections.abc import Callable
+from typing import Any
 
-from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.middleware import clickjacking, common, csp, csrf, security
 from django.utils.cache import has_vary_header, patch_cache_control
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
+
+
+def in_event_loop[M: MiddlewareMixin](middleware: type[M]) -> type[M]:
+    """`middleware` (a MiddlewareMixin), its hooks called directly in async mode instead of
+    through a thread each. Only for hooks that do no I/O. Sync mode is Django's, unchanged."""
+
+    class InEventLoop(middleware):  # type: ignore[valid-type,misc]
+        def __init__(self, get_response: Callable[..., Any]) -> None:
+            super().__init__(get_response)
+            view_hook = getattr(self, "process_view", None)
+            if self.async_mode and view_hook is not None and not iscoroutinefunction(view_hook):
+
+                async def process_view(*args: Any) -> HttpResponseBase | None:
+                    return view_hook(*args)
+
+                self.process_view = process_view
+
+        async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+            response = None
+            if hasattr(self, "process_request"):
+                response = self.process_request(request)
+            response = response or await self.get_response(request)
+            if hasattr(self, "process_response"):
+                response = await self.aprocess_response(request, response)
+            return response
+
+        async def aprocess_response(
+            self, request: HttpRequest, response: HttpResponseBase
+        ) -> HttpResponseBase:
+            return self.process_response(request, response)
+
+    InEventLoop.__name__ = InEventLoop.__qualname__ = middleware.__name__
+    InEventLoop.__doc__ = f"{middleware.__module__}.{middleware.__name__}, in the event loop."
+    return InEventLoop
+
+
+# Headers, redirects and cookies: no I/O in any hook.
+SecurityMiddleware = in_event_loop(security.SecurityMiddleware)
+CommonMiddleware = in_event_loop(common.CommonMiddleware)
+AuthenticationMiddleware = in_event_loop(auth.AuthenticationMiddleware)  # lazy: loads nothing
+MessageMiddleware = in_event_loop(messages.MessageMiddleware)  # cookie storage first
+XFrameOptionsMiddleware = in_event_loop(clickjacking.XFrameOptionsMiddleware)
+ContentSecurityPolicyMiddleware = in_event_loop(csp.ContentSecurityPolicyMiddleware)
+# The CSRF secret is a cookie (CSRF_USE_SESSIONS is off: a system check says so) and the form
+# body is already in memory under ASGI.
+CsrfViewMiddleware = in_event_loop(csrf.CsrfViewMiddleware)
+
+
+class SessionMiddleware(in_event_loop(sessions.SessionMiddleware)):  # type: ignore[misc]
+    """The session store is made lazily (no I/O); the response saves it, in one hop, only
+    when Django's middleware would write it."""
+
+    async def aprocess_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        session = getattr(request, "session", None)
+        writes = session is not None and (
+            (session.modified or settings.SESSION_SAVE_EVERY_REQUEST) and not session.is_empty()
+        )
+        if writes:
+            return await sync_to_async(self.process_response)(request, response)
+        return self.process_response(request, response)
+
+
+def _is_authenticated(request: HttpRequest) -> bool:
+    return request.user.is_authenticated  # loads the session and the user, kept on the request
+
+
+class LoginRequiredMiddleware(auth.LoginRequiredMiddleware):
+    """Django's, with the check in one hop in async mode: the session and the user are loaded
+    together and kept on the request, so the view reads request.user with no more I/O."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        super().__init__(get_response)
+        if self.async_mode:
+            self.process_view = self.aprocess_view  # type: ignore[method-assign,assignment]
+
+    async def aprocess_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponseBase | None:
+        if not getattr(view_func, "login_required", True):
+            return None
+        if await sync_to_async(_is_authenticated)(request):
+            return None
+        return self.handle_no_permission(request, view_func)
 
 
 @sync_and_async_middleware

@@ -69,25 +69,30 @@ INSTALLED_APPS = [
     "config",
 ]
 
+# Django's own middleware come through config.middleware: the same classes, whose hooks run in
+# the event loop under ASGI where they do no I/O (see that module, and config.asgi).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityMiddleware",
     "config.middleware.private_pages_middleware",
     # ServeStatic (WhiteNoise's async-capable successor): a sync-only middleware here would
     # put every request of the ASGI server through a thread, the async question view included.
     "servestatic.middleware.ServeStaticMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "config.middleware.SessionMiddleware",
+    "config.middleware.CommonMiddleware",
+    "config.middleware.CsrfViewMiddleware",
+    "config.middleware.AuthenticationMiddleware",
+    "config.middleware.LoginRequiredMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.MessageMiddleware",
     "accounts.middleware.staff_mfa_middleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "config.middleware.XFrameOptionsMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "ledger.middleware.balance_badge_middleware",
 ]
+# Django's deploy checks look for these three middleware by dotted path; mockroom.W003 asks the
+# same of the classes listed above (config.checks).
+SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -224,7 +229,9 @@ STORAGES = {
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
-    "style-src": [CSP.SELF],
+    # The nonce admits the <style> elements CodeMirror injects (static/js/code-editor.js passes
+    # it on); style attributes stay refused, since nonces never apply to them.
+    "style-src": [CSP.SELF, CSP.NONCE],
     "img-src": [CSP.SELF, "data:"],
     "connect-src": [CSP.SELF],
     "form-action": [CSP.SELF],

@@ -181,8 +181,9 @@ class NextQuestion:
 @_db_step
 def _question_start(
     *, session: InterviewSession, request_id: str
-) -> NextQuestion | tuple[Hold, PoolState]:
-    """Reserve the token: a replay's question, or the hold and the pool to propose from."""
+) -> NextQuestion | tuple[Hold, PoolState, Proposal | None]:
+    """Reserve the token: a replay's question, or the hold, the pool to propose from and the
+    question prepared in the background if there is a good one (one database step)."""
     if session.is_ended:
         # A request that finished before the session ended still replays its question.
         bought = ServedQuestion.objects.filter(session=session, hold__request_id=request_id)
@@ -199,7 +200,10 @@ def _question_start(
     held = _hold_or_replay(session=session, request_id=request_id, purpose=f"question:{session.pk}")
     if isinstance(held, NextQuestion):
         return held
-    return held, pool_state_get(user=session.user, topic=session.topic)
+    pool = pool_state_get(user=session.user, topic=session.topic)
+    # Should taking the prepared question fail, the hold expires on its own: nothing charged.
+    prepared = _prepared_take(session=session, pool=pool) if settings.PREFETCH else None
+    return held, pool, prepared
 
 
 def _hold_or_replay(
@@ -223,11 +227,10 @@ async def aquestion_next(
     started = await sync_to_async(_question_start)(session=session, request_id=request_id)
     if isinstance(started, NextQuestion):
         return started
-    hold, pool = started
+    # A question prepared in the background, if still good, is bought without a model call.
+    hold, pool, prepared = started
     source = source or question_source_get()
     async with _released_on_failure(hold=hold, actor=session.user, flow="question_next"):
-        # A question prepared in the background, if still good, is bought without a model call.
-        prepared = await sync_to_async(_prepared_take)(session=session, pool=pool)
         # Only a fresh reservation takes a slot: the page's poll of a request in progress (the
         # same request id) got its 409 from hold_reserve above, never a 429.
         calls_model = source.calls_model and prepared is None
@@ -235,8 +238,6 @@ async def aquestion_next(
             served = await _propose_and_capture(
                 session=session, hold=hold, pool=pool, source=source, prepared=prepared
             )
-    if settings.PREFETCH:
-        await sync_to_async(_db_step(_prepare_later))(session=session)
     return NextQuestion(served=served, replay=False)
 
 
@@ -498,6 +499,11 @@ def _capture(
         # A concurrent request served this question, took this position or added this wording
         # first: the whole capture was rolled back and the hold is still pending.
         raise PoolChanged("another request changed the pool meanwhile") from exc
+    if settings.PREFETCH:  # in the same step: the next question starts being prepared
+        try:
+            _prepare_later(session=session)
+        except Exception:  # the question is bought: a prefetch that cannot start is only logged
+            logger.exception("question_next: the next question could not be queued")
     return capture.record
 
 
@@ -829,7 +835,6 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
     return "prepared"
 
 
-@_db_step
 def _prepared_take(*, session: InterviewSession, pool: PoolState) -> Proposal | None:
     """The session's prepared question as a proposal, taken (once: a conditional update), if it
     is fresh, at the session's difficulty and in the current pass; else it is discarded."""

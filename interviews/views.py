@@ -39,7 +39,7 @@ from ledger.exceptions import (
     RequestConflict,
     RequestInProgress,
 )
-from ledger.middleware import mark_balance_changed
+from ledger.middleware import balance_badge_add, mark_balance_changed
 
 NOT_CHARGED = "You were not charged."
 
@@ -296,7 +296,7 @@ def _question_delivered(
         # Just stored with its question and debit; it has no answer yet (no query needed).
         ServedQuestion.answer.related.set_cached_value(served, None)
     # A replay answers like the first time; the page replaces the card if it already shows it.
-    return _card_delivered(request, session, served)
+    return balance_badge_add(request, _card_delivered(request, session, served))
 
 
 def _card_delivered(
@@ -347,7 +347,8 @@ def _follow_up_delivered(
     # has no other follow-up), so the page reads in order: 3, 3.1, 3.1.1, 3.2, 4.
     previous = selectors.served_question_previous_get(served=served) or parent
     response = _card_delivered(request, session, served)
-    return reswap(retarget(response, f"#q-{previous.position}"), "afterend")
+    response = reswap(retarget(response, f"#q-{previous.position}"), "afterend")
+    return balance_badge_add(request, response)
 
 
 @require_POST

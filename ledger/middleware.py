@@ -8,6 +8,8 @@ from django.utils.decorators import sync_and_async_middleware
 
 # Set on a request whose response must carry the balance badge again.
 CHANGED_ATTR = "_ledger_balance_changed"
+# Set once the badge is in the response (a view that renders in a thread adds it there).
+ADDED_ATTR = "_ledger_badge_added"
 
 SyncGetResponse = Callable[[HttpRequest], HttpResponse]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -22,6 +24,7 @@ def _wants_badge(request: HttpRequest, response: HttpResponse) -> bool:
     return bool(
         getattr(request, "htmx", False)
         and getattr(request, CHANGED_ATTR, False)
+        and not getattr(request, ADDED_ATTR, False)
         and request.user.is_authenticated
         and not response.streaming
         and response.get("Content-Type", "").startswith("text/html")
@@ -34,6 +37,16 @@ def _append_badge(request: HttpRequest, response: HttpResponse) -> None:
     response.content += badge.encode(response.charset)
     if response.has_header("Content-Length"):
         response["Content-Length"] = str(len(response.content))
+    setattr(request, ADDED_ATTR, True)
+
+
+def balance_badge_add(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Add the badge now, if this response needs it: for a coroutine view that renders its
+    response in a thread (sync_to_async), so the badge's balance is read in that same hop
+    instead of another one in the middleware."""
+    if _wants_badge(request, response):
+        _append_badge(request, response)
+    return response
 
 
 @sync_and_async_middleware

@@ -1,0 +1,135 @@
+"""The ASGI server's request path (config.asgi, config.middleware): a page runs in one thread
+hop, the views that wait on the model run their middleware in the event loop, and nothing
+there touches the database from the loop (Django's async-safety check stays on: it raises
+SynchronousOnlyOperation, which would turn these answers into 500s)."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from asgiref import sync
+from django.core.checks import run_checks
+from django.test import AsyncClient, Client
+from django.urls import reverse
+
+from config.asgi import application
+from config.checks import check_security_middleware
+from interviews.models import Topic
+from interviews.services import session_start
+
+HTMX = {"HX-Request": "true"}
+
+
+@contextmanager
+def hops() -> Iterator[list[str]]:
+    """The names of the functions sent to a thread (sync_to_async) while the block runs."""
+    seen: list[str] = []
+    real_call = sync.SyncToAsync.__call__
+
+    async def counting(self, *args, **kwargs):
+        func = getattr(self.func, "awaitable", self.func)  # an async_to_sync inside: its coroutine
+        seen.append(getattr(func, "__qualname__", repr(func)))
+        return await real_call(self, *args, **kwargs)
+
+    sync.SyncToAsync.__call__ = counting  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        sync.SyncToAsync.__call__ = real_call  # type: ignore[method-assign]
+
+
+async def asgi_get(path: str, cookies: str = "") -> tuple[int, bytes]:
+    """One GET through the production ASGI application."""
+    from asgiref.testing import ApplicationCommunicator
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await communicator.receive_output(timeout=10)
+    body = b""
+    while True:
+        message = await communicator.receive_output(timeout=10)
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    return start["status"], body
+
+
+def test_the_async_safety_check_is_on():
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in os.environ
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_runs_its_whole_middleware_chain_and_view_in_one_thread_hop(make_user):
+    client = Client()
+    client.force_login(make_user(tokens=3))
+    cookies = f"sessionid={client.cookies['sessionid'].value}"
+    with hops() as seen:
+        status, body = sync.async_to_sync(asgi_get)("/tokens/", cookies)
+    assert status == 200
+    assert b'id="token-balance"' in body
+    chains = [name for name in seen if "signal" not in name.lower() and "Signal" not in name]
+    assert len(chains) == 1, seen  # the chain, middleware and view together
+    with hops() as seen:
+        status, _ = sync.async_to_sync(asgi_get)("/no-such-page/", cookies)
+    assert status == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_views_that_wait_on_the_model_answer_with_their_middleware_in_the_loop(make_user):
+    """A question, its answer with feedback, a follow-up and a mock report, all through the
+    asynchronous middleware chain with the async-safety check on."""
+    user = make_user(tokens=3)
+    practice = session_start(user=user, topic=Topic.objects.get(slug="python"))
+    mock = session_start(
+        user=user, topic=Topic.objects.get(slug="python"), mode="mock", length=3, minutes=3
+    )
+    client = AsyncClient()
+    sync.async_to_sync(client.aforce_login)(user)
+
+    def post(path: str, data: dict[str, str]) -> int:
+        return sync.async_to_sync(client.post)(path, data, headers=HTMX).status_code
+
+    question = reverse("interviews:question_next", kwargs={"session_id": practice.pk})
+    with hops() as seen:
+        assert post(question, {"request_id": uuid.uuid4().hex}) == 200
+    assert not any("process_request" in name or "process_response" in name for name in seen)
+    # Django's request_started signal, the login check (session and user), the session's
+    # ownership, the reservation (with the pool and any prepared question), the bank's pick,
+    # the capture (with the next question queued), the card with its badge, and Django's
+    # response close: one hop per short database step, none for a middleware.
+    assert len(seen) <= 8, seen
+    answer = reverse("interviews:answer", kwargs={"session_id": practice.pk, "position": 1})
+    assert post(answer, {"text": "A generator yields values lazily, one at a time."}) == 200
+    follow_up = reverse("interviews:follow_up", kwargs={"session_id": practice.pk, "position": 1})
+    assert post(follow_up, {"request_id": uuid.uuid4().hex}) == 200
+    report = reverse("interviews:report", kwargs={"session_id": mock.pk})
+    assert post(report, {}) == 303
+    # Signed out: the login check answers in the loop (a redirect, nothing charged).
+    assert (
+        sync.async_to_sync(AsyncClient().post)(question, {"request_id": "x" * 32}).status_code
+        == 302
+    )
+
+
+def test_the_security_middleware_deploy_check_asks_for_the_classes(settings):
+    assert check_security_middleware() == []
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if not m.endswith(".XFrameOptionsMiddleware")
+    ]
+    assert [m.id for m in check_security_middleware()] == ["mockroom.W003"]
+    assert not [m for m in run_checks() if m.id.startswith("security.W00")]
