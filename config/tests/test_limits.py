@@ -235,7 +235,7 @@ def asked_every(key: str, *, seconds: float, every: float, ttl: int) -> list[flo
     """Ask for the slot every `every` seconds for at most `seconds`, as a candidate who keeps
     clicking would; the moments (since the first ask) of each refusal, then the allowed one."""
     started = time.monotonic()
-    refusals = []
+    refusals: list[float] = []
 
     async def ask() -> bool:
         try:
