@@ -103,6 +103,13 @@ worker: venv
 	wait || true; \
 	exit $$status
 
+# The code questions' editor: CodeMirror 6 from the exact versions in editor/package-lock.json,
+# bundled into static/js/vendor/codemirror.js (+ LICENSE-codemirror). Both are committed, so
+# running and deploying need no Node; only changing the editor's packages does (Node 18+, npm).
+.PHONY: editor
+editor:
+	cd editor && npm ci --no-audit --no-fund && node build.mjs
+
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.
 test: devvenv
@@ -123,6 +130,7 @@ bench: devvenv
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE=40 .ci/with-postgres $(PY) bench/run.py
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/load.py
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/prefetch.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/per_request.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache
