@@ -310,10 +310,10 @@ def main() -> int:
         procs.stop_all()
         with contextlib.suppress(Exception):
             load.recreate_database(admin, create=False)
-    output = table(results)
-    print(output)
+    report = table(results)
+    print(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(f"# CPU per request, ASGI vs WSGI\n\n{output}\n")
+    RESULTS.write_text(f"# CPU per request, ASGI vs WSGI\n\n{report}\n")
     return 0
 
 
