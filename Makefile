@@ -113,6 +113,7 @@ editor:
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.
 test: devvenv
+	.ci/ensure-sandbox
 	CHROMIUM_PATH="$$(.ci/ensure-chromium)"; \
 	export CHROMIUM_PATH; \
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE="$${DB_POOL_MAX_SIZE:-40}" \

@@ -399,3 +399,21 @@ LLM_MAX_IN_FLIGHT_PER_USER = env.int("LLM_MAX_IN_FLIGHT_PER_USER", default=1)
 # never in the candidate's limits. false: every question is generated when asked.
 PREFETCH = env.bool("PREFETCH", default=True)
 PREFETCH_MAX_AGE_SECONDS = env.int("PREFETCH_MAX_AGE_SECONDS", default=600)
+
+# Candidates' code runs in a sandbox, never in the app's process (interviews/execution/):
+# "bubblewrap" (Debian's bwrap: no network, no host files, rlimits) or "off" (code is not run,
+# and the page says so). A sandbox that fails its start-up probe turns itself off with a warning.
+# At most EXECUTION_CONCURRENCY runs at once per app process; an app running as root starts the
+# sandbox as EXECUTION_USER. The interpreters must live under /usr (the sandbox sees only /usr).
+for _name in (
+    "EXECUTION_BACKEND EXECUTION_CONCURRENCY EXECUTION_USER EXECUTION_PYTHON EXECUTION_NODE"
+).split():
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
+EXECUTION_BACKEND = env.str("EXECUTION_BACKEND", default="bubblewrap")
+if EXECUTION_BACKEND not in {"bubblewrap", "off"}:
+    raise ImproperlyConfigured(f"EXECUTION_BACKEND={EXECUTION_BACKEND!r}: use bubblewrap or off.")
+EXECUTION_CONCURRENCY = max(1, env.int("EXECUTION_CONCURRENCY", default=2))
+EXECUTION_USER = env.str("EXECUTION_USER", default="nobody")
+EXECUTION_PYTHON = env.str("EXECUTION_PYTHON", default="/usr/bin/python3")
+EXECUTION_NODE = env.str("EXECUTION_NODE", default="/usr/bin/node")
