@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def counting_source(monkeypatch) -> CountingBankSource:
     source = CountingBankSource()
-    monkeypatch.setattr("interviews.services.question_source_get", lambda: source)
+    monkeypatch.setattr("interviews.services.purchase.question_source_get", lambda: source)
     return source
 
 

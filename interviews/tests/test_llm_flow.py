@@ -168,7 +168,7 @@ def test_every_fault_releases_the_hold_and_says_not_charged(
     assert Hold.objects.get().status == Hold.Status.RELEASED
     assert not ServedQuestion.objects.exists()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    lines = [r.getMessage() for r in warnings if r.name == "interviews.services"]
+    lines = [r.getMessage() for r in warnings if r.name == "interviews.services.purchase"]
     assert len(lines) == 1, lines
     reason = {
         "500": "server_error",

@@ -181,8 +181,8 @@ def test_losing_a_question_to_a_concurrent_request_does_not_use_up_regenerations
     session, candidate, settings
 ):
     """Another request took the proposed question first: propose again, without giving up."""
-    from interviews import services
     from interviews.exceptions import PoolChanged
+    from interviews.services import purchase as services
 
     settings.LLM_MAX_REGENERATIONS = 0
     real_store = services._store

@@ -175,7 +175,7 @@ def test_503_when_generation_fails_and_nothing_charged(logged_in, session, candi
         async def propose(self, **kwargs):
             raise GenerationFailed("server_error", "500 from the model")
 
-    monkeypatch.setattr("interviews.services.question_source_get", Broken)
+    monkeypatch.setattr("interviews.services.purchase.question_source_get", Broken)
     response = logged_in.post(next_url(session), {"request_id": "req-00001"}, **HTMX)
     html = response.content.decode()
     assert response.status_code == 503
@@ -255,7 +255,7 @@ def test_the_model_text_is_escaped(logged_in, session, monkeypatch):
     from interviews.tests.fakes import ScriptedSource
 
     monkeypatch.setattr(
-        "interviews.services.question_source_get",
+        "interviews.services.purchase.question_source_get",
         lambda: ScriptedSource("<img src=x onerror=alert(1)> What is XSS?"),
     )
     html = logged_in.post(next_url(session), {"request_id": "req-00001"}, **HTMX).content.decode()
@@ -371,7 +371,7 @@ def test_refreshing_and_browsing_cost_nothing(logged_in, session, candidate):
 
 
 def test_feedback_requests_per_question_are_capped(logged_in, session, monkeypatch):
-    monkeypatch.setattr("interviews.services.MAX_FEEDBACK_REQUESTS", 2)
+    monkeypatch.setattr("interviews.services.answers.MAX_FEEDBACK_REQUESTS", 2)
     logged_in.post(next_url(session), {"request_id": "req-00001"})
     url = reverse("interviews:answer", kwargs={"session_id": session.pk, "position": 1})
     for attempt in range(2):
