@@ -14,19 +14,34 @@ twice its CPU under the WSGI server. Here:
 
 Which chain a request takes is decided by resolving its path (Django caches the resolver); a
 path that does not resolve takes the synchronous chain (the 404 page, APPEND_SLASH).
+
+What the first question would otherwise build is built at start-up, once per process: the
+model's client package and its schemas when this module is imported, and at the ASGI lifespan's
+start-up (uvicorn sends it before the first request) the model's client for this worker's event
+loop and the compiled session templates. At shutdown the client's connections are closed.
 """
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import get_template
 from django.urls import Resolver404, get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+logger = logging.getLogger(__name__)
+
+# Compiled at start-up (the cached template loader keeps them): the question flow's page and
+# fragments.
+STARTUP_TEMPLATES = ("interviews/session.html", "base.html")
 
 
 class ASGIHandler(DjangoASGIHandler):
@@ -41,6 +56,12 @@ class ASGIHandler(DjangoASGIHandler):
         )
         self._middleware_chain = self._dispatch
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
         try:
             view = get_resolver().resolve(request.path_info).func
@@ -51,8 +72,49 @@ class ASGIHandler(DjangoASGIHandler):
         return await self._sync_chain(request)
 
 
+async def lifespan(receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol: this worker's start-up and shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await started()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await stopping()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def started() -> None:
+    """Build, in this worker's event loop, what the first question would otherwise build. Only
+    an optimisation: whatever fails here is logged, and built when first needed instead."""
+    from interviews import llm
+
+    try:
+        for name in STARTUP_TEMPLATES:
+            get_template(name)
+        with suppress(llm.LLMError):  # no model configured: the bank serves the questions
+            llm.get_client()
+    except Exception:
+        logger.exception("start-up: the question flow is prepared when first used instead")
+
+
+async def stopping() -> None:
+    from interviews.llm.transport import close_clients
+
+    with suppress(Exception):
+        await close_clients()
+
+
 def application_get() -> ASGIHandler:
     get_asgi_application()  # django.setup(), as Django's own entry point does
+    import interviews.llm  # noqa: F401  (the model's client package and its schemas, built now)
+
+    # The code sandbox is probed as the server starts, not on a candidate's first run: where it
+    # does not work, one warning line says why and the pages say code is not run.
+    from interviews.execution import executor_get
+
+    executor_get()
     return ASGIHandler()
 
 

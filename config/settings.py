@@ -28,7 +28,7 @@ SETTINGS_FROM_ENV = (
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
     "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER "
     "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED "
-    "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS"
+    "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS RATE_LIMIT_CODE_RUNS"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -295,7 +295,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, with one client (and connection pool) per process instead
+            # of one per request (config.cache).
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": REDIS_URL,
             # A Redis that does not answer must not hold requests up (the limits then let
             # requests through, see config.limits).
@@ -305,6 +307,15 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mockroom"}
     )
 }
+# Sessions are read on every request. With Redis they are read from it (one round trip, no
+# query) and written to the database too, which stays the record (Django's cached_db; a read
+# that fails in Redis falls back to the database). Without Redis, from the database: a cache
+# in one process's memory is not shared with the other processes.
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db"
+    if REDIS_URL
+    else "django.contrib.sessions.backends.db"
+)
 
 # Email: the ledger check's alerts to staff. EMAIL_URL as django-environ reads it, e.g.
 # smtp+tls://user:password@smtp.example.com:587. Default: a mail server on this machine, like
@@ -376,7 +387,9 @@ LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=300)
 RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS", default=True)
 RATE_LIMIT_QUESTIONS = env.str("RATE_LIMIT_QUESTIONS", default="20/m/user,300/m/ip")
 RATE_LIMIT_FEEDBACK = env.str("RATE_LIMIT_FEEDBACK", default="20/m/user,300/m/ip")
-for _name in ("RATE_LIMIT_QUESTIONS", "RATE_LIMIT_FEEDBACK"):
+# "Run the examples" on a coding problem: free, each run a sandboxed process.
+RATE_LIMIT_CODE_RUNS = env.str("RATE_LIMIT_CODE_RUNS", default="15/m/user,300/m/ip")
+for _name in ("RATE_LIMIT_QUESTIONS", "RATE_LIMIT_FEEDBACK", "RATE_LIMIT_CODE_RUNS"):
     parse_rates(globals()[_name], setting=_name)  # a bad rate stops the start, naming it
 # django-allauth's limits (the rest keep allauth's defaults): signups per address, and failed
 # logins per address and per account ("key": the email tried), checked before the password is.

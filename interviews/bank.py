@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from interviews.coding.bank import code_bank_load
 from interviews.exceptions import OffSchema
 from interviews.models import Question, Topic, question_fingerprint
 from interviews.spec import QuestionSpec
@@ -219,4 +220,8 @@ def bank_load(*, directory: Path = BANK_DIR) -> LoadResult:
                 question.save()
             created += len(new) + len(follow_ups)
             unchanged += len(bank.questions) + len(bank.follow_ups) - len(new) - len(follow_ups)
+        if directory == BANK_DIR:  # the coding problems, in each topic's coding pools
+            code_created, code_unchanged = code_bank_load()
+            created += code_created
+            unchanged += code_unchanged
     return LoadResult(topics=len(parsed), created=created, unchanged=unchanged)

@@ -31,6 +31,10 @@ class Reason(StrEnum):
     BUSY = "busy"  # concurrent requests kept changing the pool
     INVALID = "invalid"  # every regeneration was unusable or a repeat
     EXPIRED = "expired"  # the reservation expired while the question was generated
+    # A generated coding problem: its reference failed its own tests in the sandbox (asked for
+    # again), or there is no sandbox here to check it with.
+    REFERENCE_FAILS = "reference_fails"
+    NO_SANDBOX = "no_sandbox"
 
     @property
     def asks_again(self) -> bool:
@@ -39,7 +43,7 @@ class Reason(StrEnum):
         return self in _ASK_AGAIN
 
 
-_ASK_AGAIN = frozenset({Reason.MALFORMED, Reason.EMPTY, Reason.OFF_SCHEMA})
+_ASK_AGAIN = frozenset({Reason.MALFORMED, Reason.EMPTY, Reason.OFF_SCHEMA, Reason.REFERENCE_FAILS})
 
 
 class InterviewError(Exception):

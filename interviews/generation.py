@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from interviews.coding.spec import CodeQuestionSpec
 from interviews.exceptions import GenerationFailed, Reason
 from interviews.models import Answer, Question, ServedQuestion
 from interviews.spec import QuestionSpec
@@ -33,10 +34,13 @@ class Proposal:
     model: str = ""
     question: Question | None = None  # an existing pool question (the bank)
     pool_reset: bool = False  # serving it starts a new pass through the pool
+    # A coding problem: what runs and grades it (interviews.coding.spec), its reference already
+    # proven against its tests in the sandbox.
+    problem: dict[str, Any] | None = None
 
     def question_fields(self) -> dict[str, Any]:
         """A Question's wording and origin, as this proposal has them."""
-        return {
+        fields: dict[str, Any] = {
             "text": self.spec.text,
             "key_points": list(self.spec.key_points),
             "outline": self.spec.outline,
@@ -44,12 +48,16 @@ class Proposal:
             "source": self.source,
             "model": self.model,
         }
+        if self.problem is not None:
+            fields |= {"kind": Question.Kind.CODE, "problem": self.problem}
+        return fields
 
 
 def _stored_proposal(question: Question, *, pool_reset: bool = False) -> Proposal:
     """A question already in the database, proposed as it is: it still passes the contract
     (OffSchema if a row edited outside the admin does not)."""
-    spec = QuestionSpec.parse(
+    contract = CodeQuestionSpec if question.is_code else QuestionSpec
+    spec = contract.parse(
         {
             "text": question.text,
             "key_points": question.key_points,
@@ -63,6 +71,7 @@ def _stored_proposal(question: Question, *, pool_reset: bool = False) -> Proposa
         model=question.model,
         question=question,
         pool_reset=pool_reset,
+        problem=question.problem if question.is_code else None,
     )
 
 
@@ -138,6 +147,7 @@ def _closest_to_focus(*, session: InterviewSession, cycle: int) -> Question | No
 _PICK_BRANCH = """
 SELECT * FROM (
     SELECT q.id, q.difficulty, q.text, q.key_points, q.outline, q.source, q.model, q.draw,
+           q.kind, q.problem,
            {rank} AS pick_rank
     FROM {question} AS q
     WHERE q.topic_id = %(topic)s AND q.is_active AND q.follows_id IS NULL AND {where}
@@ -210,6 +220,10 @@ class LLMSource:
             await amodel_call_take()
         except BudgetSpent as exc:
             raise GenerationFailed(Reason.BUDGET_SPENT, str(exc)) from exc
+        if session.topic.is_code:
+            from interviews.coding.generation import aproblem_generate
+
+            return await aproblem_generate(session=session, pool=pool)
         try:
             generated = await llm.agenerate_question(
                 topic=session.topic.name,

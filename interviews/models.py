@@ -29,18 +29,56 @@ def question_fingerprint(text: str) -> str:
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
+class Language(models.TextChoices):
+    """What a coding problem is solved in (interviews/execution runs each in the sandbox)."""
+
+    PYTHON = "python", "Python"
+    JAVASCRIPT = "javascript", "JavaScript"
+    SQL = "sql", "SQL (SQLite)"
+
+
 class Topic(models.Model):
+    class Kind(models.TextChoices):
+        QUESTIONS = "questions", "Questions"
+        CODE = "code", "Coding"
+
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=80)
     description = models.TextField(blank=True)
     order = models.PositiveSmallIntegerField(default=0)
     is_active = models.BooleanField(default=True)
+    # A topic's coding problems in one language are a pool of their own: a topic of kind
+    # "code" under its topic (`parent`), so that their passes, progress and history never mix
+    # with the topic's questions. The dashboard lists the parent and offers "Coding".
+    kind = models.CharField(max_length=9, choices=Kind, default=Kind.QUESTIONS)
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="coding_pools"
+    )
+    language = models.CharField(max_length=10, choices=Language, blank=True)
 
     class Meta:
         ordering = ["order", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(kind="questions", parent__isnull=True, language="")
+                    | (models.Q(kind="code", parent__isnull=False) & ~models.Q(language=""))
+                ),
+                name="interviews_topic_coding_pool_has_parent_and_language",
+            ),
+            models.UniqueConstraint(
+                fields=["parent", "language"],
+                condition=models.Q(kind="code"),
+                name="interviews_topic_one_coding_pool_per_language",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_code(self) -> bool:
+        return self.kind == self.Kind.CODE
 
 
 # How deep a chain of follow-ups may go: a question, its follow-up, and so on three times.
@@ -55,7 +93,16 @@ class Question(models.Model):
         OPENAI = "openai", "LLM"
         STAFF = "staff", "Staff"
 
+    class Kind(models.TextChoices):
+        TEXT = "text", "Question"
+        CODE = "code", "Coding problem"
+
     topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="questions")
+    # A coding problem (a topic of kind "code"): its statement is `text`, and `problem` holds
+    # the rest, as interviews.coding.spec.CodeProblem describes it (entry point, starter,
+    # reference, visible examples, hidden tests, comparator, limits, complexity, hints).
+    kind = models.CharField(max_length=4, choices=Kind, default=Kind.TEXT)
+    problem = models.JSONField(null=True, blank=True)
     difficulty = models.CharField(max_length=6, choices=Difficulty, default=Difficulty.MEDIUM)
     text = models.TextField()
     key_points = models.JSONField(default=list, blank=True)
@@ -107,10 +154,17 @@ class Question(models.Model):
             kwargs["update_fields"] = {*kwargs["update_fields"], "fingerprint"}
         super().save(*args, **kwargs)
 
+    @property
+    def is_code(self) -> bool:
+        return self.kind == self.Kind.CODE
 
-# A mock interview: how many questions it has, and the minutes allowed for each answer.
+
+# A mock interview: how many questions it has, and the minutes allowed for each answer; a
+# coding interview: how many problems, and the minutes for each.
 MOCK_LENGTHS = (3, 5, 8)
 MOCK_MINUTES = (3, 5, 10)
+CODING_MOCK_LENGTHS = (1, 2, 3)
+CODING_MOCK_MINUTES = (20, 30, 45)
 # An answer is still taken this many seconds after its time runs out: the page submits it at 0,
 # and the request takes a moment to arrive.
 MOCK_GRACE_SECONDS = 10
@@ -148,7 +202,11 @@ class InterviewSession(models.Model):
             models.CheckConstraint(
                 condition=(
                     models.Q(mode="practice", length__isnull=True, minutes__isnull=True)
-                    | models.Q(mode="mock", length__in=MOCK_LENGTHS, minutes__in=MOCK_MINUTES)
+                    | models.Q(
+                        mode="mock",
+                        length__in=sorted({*MOCK_LENGTHS, *CODING_MOCK_LENGTHS}),
+                        minutes__in=sorted({*MOCK_MINUTES, *CODING_MOCK_MINUTES}),
+                    )
                 ),
                 name="interviews_session_mode_length_minutes",
             ),
@@ -167,6 +225,11 @@ class InterviewSession(models.Model):
     @property
     def is_mock(self) -> bool:
         return self.mode == self.Mode.MOCK
+
+    @property
+    def is_code(self) -> bool:
+        """A coding session: its topic is a pool of coding problems in one language."""
+        return self.topic.is_code
 
     @property
     def answer_seconds(self) -> int:
@@ -206,6 +269,8 @@ class ServedQuestion(models.Model):
     # Its number in the session's reading order ("3", "3.1" for a follow-up), set by the
     # selectors that list questions (interviews.selectors.served_question_tree); not stored.
     label: str = ""
+    # A coding problem's latest run of its examples, when the page shows it (not stored).
+    run: dict[str, Any] | None = None
     # Feedback requests on this question (each may be an LLM call), counted before the call by
     # a conditional update, so concurrent requests cannot all slip under the cap.
     feedback_requests = models.PositiveSmallIntegerField(default=0)
@@ -271,6 +336,16 @@ class Answer(models.Model):
     # the time ran out (the answer was then submitted as it stood, or never arrived).
     seconds_used = models.PositiveIntegerField(null=True, blank=True)
     timed_out = models.BooleanField(default=False)
+    # A coding answer: `text` is the code; `note` the optional "approach and complexity" the
+    # candidate wrote; `code_report` what the hidden tests said (interviews.coding.grading).
+    note = models.TextField(blank=True)
+    code_report = models.JSONField(null=True, blank=True)
+    # A spoken answer: its recording (raw transcript, engine, delivery numbers), and how much of
+    # the transcript the candidate corrected before submitting (0: none, 1: all of it).
+    recording = models.ForeignKey(
+        "Recording", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    transcript_changed = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -291,6 +366,48 @@ class Answer(models.Model):
             self.FeedbackSource.UNAVAILABLE,
             self.FeedbackSource.PENDING,
         }
+
+
+class Recording(models.Model):
+    """A spoken answer's recording: uploaded once, decoded to 16 kHz mono WAV, transcribed by a
+    background task (the "speech" queue), its draft put into the answer box for the candidate to
+    correct. The audio is deleted once transcribed (or failed): nothing is kept. One in flight
+    per candidate (a partial unique index). Free to the candidate."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Transcribing"
+        DONE = "done", "Transcribed"
+        FAILED = "failed", "Failed"
+
+    served = models.ForeignKey(ServedQuestion, on_delete=models.CASCADE, related_name="recordings")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=7, choices=Status, default=Status.PENDING)
+    container = models.CharField(max_length=10, help_text="Sniffed from the upload's bytes.")
+    seconds = models.FloatField(help_text="The recording's length.")
+    # The normalised WAV until it is transcribed; then None (the audio is never kept).
+    audio = models.BinaryField(null=True, editable=False)
+    transcript = models.TextField(blank=True, help_text="As the engine wrote it (raw).")
+    engine = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    # How the candidate spoke: from the audio and the raw transcript (interviews.speech.delivery).
+    delivery = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)  # the upload's, for the logs
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(status="pending"),
+                name="interviews_recording_one_in_flight_per_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recording {self.pk} ({self.get_status_display()}) for {self.served}"
 
 
 class ModelCallDay(models.Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -105,11 +105,61 @@ def pool_progress_get(*, user: User, topic: Topic) -> PoolProgress:
 
 
 @dataclass(frozen=True)
+class CaptureState:
+    """What the capture of a question reads under the account lock, in one query: enough to
+    store it (its pass, its position) and to show it (its number, the pool's progress) without
+    reading anything again."""
+
+    cycle: int  # the current pass (as PoolState.cycle)
+    served: int  # questions in the session, follow-ups included: the next position is served + 1
+    asked: int  # first-level questions in the session: the next one's number is asked + 1
+    seen: int  # first-level questions served in this pass ("N of M seen")
+    size: int  # the pool: the topic's active first-level questions
+
+    def progress_after(self, *, cycle: int, added_to_pool: bool) -> PoolProgress:
+        """The pool's progress once one more first-level question is served in `cycle` (the
+        current pass, or a new one), `added_to_pool` if that question is new to the pool."""
+        seen = self.seen + 1 if cycle == self.cycle else 1
+        return PoolProgress(cycle=cycle, seen=seen, size=self.size + int(added_to_pool))
+
+
+# The pass as in _POOL_PROGRESS_SQL, then the session's counts: five index lookups.
+_CAPTURE_STATE_SQL = f"""
+WITH pass AS (
+    SELECT COALESCE((
+        SELECT cycle FROM {ServedQuestion._meta.db_table}
+        WHERE user_id = %(user)s AND topic_id = %(topic)s ORDER BY id DESC LIMIT 1
+    ), 1) AS cycle
+)
+SELECT pass.cycle,
+    (SELECT COUNT(*) FROM {ServedQuestion._meta.db_table} WHERE session_id = %(session)s),
+    (SELECT COUNT(*) FROM {ServedQuestion._meta.db_table}
+     WHERE session_id = %(session)s AND parent_id IS NULL),
+    (SELECT COUNT(*) FROM {ServedQuestion._meta.db_table}
+     WHERE user_id = %(user)s AND topic_id = %(topic)s AND cycle = pass.cycle
+       AND parent_id IS NULL),
+    (SELECT COUNT(*) FROM {Question._meta.db_table}
+     WHERE topic_id = %(topic)s AND is_active AND follows_id IS NULL)
+FROM pass
+"""  # noqa: S608
+
+
+def capture_state_get(*, session: InterviewSession) -> CaptureState:
+    """The session's pass, counts and pool progress, in one query (see CaptureState)."""
+    params = {"user": session.user_id, "topic": session.topic_id, "session": session.pk}
+    with connection.cursor() as cursor:
+        cursor.execute(_CAPTURE_STATE_SQL, params)
+        cycle, served, asked, seen, size = cursor.fetchone()
+    return CaptureState(cycle=cycle, served=served, asked=asked, seen=seen, size=size)
+
+
+@dataclass(frozen=True)
 class TopicProgress:
     topic: Topic
     seen: int
     size: int
     cycle: int
+    coding: list[TopicProgress] = field(default_factory=list)  # its coding pools, by language
 
 
 def topic_progress_list(*, user: User) -> list[TopicProgress]:
@@ -135,10 +185,16 @@ def topic_progress_list(*, user: User) -> list[TopicProgress]:
     seen: dict[int, int] = {}
     for topic_id, cycle, count in passes:
         cycles[topic_id], seen[topic_id] = cycle, count
-    return [
-        TopicProgress(topic=t, seen=seen.get(t.pk, 0), size=t.size, cycle=cycles.get(t.pk, 1))
+    progress = {
+        t.pk: TopicProgress(topic=t, seen=seen.get(t.pk, 0), size=t.size, cycle=cycles.get(t.pk, 1))
         for t in topics
-    ]
+    }
+    # A topic's coding pools go under it (the dashboard offers "Coding" there).
+    for item in progress.values():
+        parent = progress.get(item.topic.parent_id) if item.topic.parent_id else None
+        if parent is not None:
+            parent.coding.append(item)
+    return [item for item in progress.values() if not item.topic.is_code]
 
 
 def session_list(*, user: User) -> QuerySet[InterviewSession]:

@@ -14,6 +14,11 @@ urlpatterns = [
         name="answer",
     ),
     path(
+        "<uuid:session_id>/questions/<int:position>/run/",
+        views.code_run,
+        name="code_run",
+    ),
+    path(
         "<uuid:session_id>/questions/<int:position>/follow-up/",
         views.follow_up_next,
         name="follow_up",

@@ -23,7 +23,14 @@ from interviews.exceptions import (
     GenerationFailed,
     SessionEnded,
 )
-from interviews.forms import AnswerForm, MockAnswerForm, NextQuestionForm, StartSessionForm
+from interviews.execution import executor_get
+from interviews.forms import (
+    AnswerForm,
+    CodeAnswerForm,
+    MockAnswerForm,
+    NextQuestionForm,
+    StartSessionForm,
+)
 from interviews.models import InterviewSession, ServedQuestion
 from interviews.progress import (
     CHART_HEIGHT,
@@ -33,6 +40,7 @@ from interviews.progress import (
     weak_spot_list,
 )
 from interviews.report import report_markdown
+from ledger.context_processors import balance_known
 from ledger.exceptions import (
     InsufficientTokens,
     RequestAlreadyFailed,
@@ -65,9 +73,17 @@ def _own_question(request: HtmxHttpRequest, session_id: uuid.UUID, position: int
         raise Http404("No such question.") from None
 
 
-def _answer_form(served: ServedQuestion) -> AnswerForm:
-    initial = {"text": served.answer.text} if hasattr(served, "answer") else None
-    return AnswerForm(initial=initial, auto_id=f"answer-{served.position}-%s")
+def _answer_form(served: ServedQuestion) -> AnswerForm | CodeAnswerForm:
+    answer = getattr(served, "answer", None)
+    auto_id = f"answer-{served.position}-%s"
+    if served.question.is_code:  # the editor starts from the candidate's code, or the starter
+        problem = served.question.problem or {}
+        initial = {
+            "text": answer.text if answer else problem.get("starter", ""),
+            "note": answer.note if answer else "",
+        }
+        return CodeAnswerForm(initial=initial, question=served.question, auto_id=auto_id)
+    return AnswerForm(initial={"text": answer.text} if answer else None, auto_id=auto_id)
 
 
 def _session_page(
@@ -76,12 +92,17 @@ def _session_page(
     *,
     status: int = 200,
     error: str = "",
-    invalid: AnswerForm | None = None,
+    invalid: AnswerForm | CodeAnswerForm | None = None,
     invalid_position: int | None = None,
+    run: dict[str, object] | None = None,
 ) -> HttpResponse:
+    """The session page; `invalid` is the form as posted for the question at
+    `invalid_position` (with its errors, or a run's code), `run` that run's results."""
     served = selectors.served_question_tree(session=session)
     for item in served:
         item.answer_form = invalid if item.position == invalid_position else _answer_form(item)  # type: ignore[attr-defined]  # read by the template
+        if run is not None and item.position == invalid_position:
+            item.run = run  # read by the template
     pool = selectors.pool_progress_get(user=request.user, topic=session.topic)
     context = {
         "session": session,
@@ -91,6 +112,9 @@ def _session_page(
         "request_id": uuid.uuid4().hex,
         "summary": selectors.session_summary_get(session=session) if session.is_ended else None,
     }
+    if session.is_code:  # said before the candidate writes any code (probed once per process)
+        executor = executor_get()
+        context["execution_off"] = "" if executor.available else executor.reason
     if session.is_mock:
         context["mock"] = selectors.mock_state_get(session=session)
         context["warn_at"] = settings.MOCK_SECONDS_PER_MINUTE
@@ -293,26 +317,35 @@ def _question_delivered(
     if result.replay:
         served = _own_question(request, session.pk, served.position)
     else:
-        # Just stored with its question and debit; it has no answer yet (no query needed).
+        # Just stored with its question, its debit and its number; it has no answer yet, and
+        # the balance is the one its debit left: the card needs no query.
         ServedQuestion.answer.related.set_cached_value(served, None)
+        balance_known(request, served.debit.balance_after)
     # A replay answers like the first time; the page replaces the card if it already shows it.
-    return balance_badge_add(request, _card_delivered(request, session, served))
+    card = _card_delivered(request, session, served, progress=result.progress)
+    return balance_badge_add(request, card)
 
 
 def _card_delivered(
-    request: HtmxHttpRequest, session: InterviewSession, served: ServedQuestion
+    request: HtmxHttpRequest,
+    session: InterviewSession,
+    served: ServedQuestion,
+    *,
+    progress: selectors.PoolProgress | None = None,
 ) -> HttpResponse:
     """A question just bought, as the page adds it: its card (focused), and out of band the
-    pool's progress, the button's label and the 0-token hint."""
+    pool's progress, the button's label and the 0-token hint. Its number and the pool's
+    progress are read here unless the capture already gave them."""
     served.answer_form = _answer_form(served)  # type: ignore[attr-defined]  # read by the template
-    served.label = selectors.served_question_label_get(served=served)
+    if not served.label:
+        served.label = selectors.served_question_label_get(served=served)
     context = {
         "session": session,
         "sq": served,
         "served": [served],
         "focus": True,
         "oob": True,
-        "pool": selectors.pool_progress_get(user=request.user, topic=session.topic),
+        "pool": progress or selectors.pool_progress_get(user=request.user, topic=session.topic),
     }
     return render(request, "interviews/session.html#question-added", context)
 
@@ -358,6 +391,8 @@ async def answer_submit(
     served = await sync_to_async(_own_question)(request, session_id, position)
     if served.session.is_mock:  # stored as it stands, without feedback (it comes at the end)
         return await _mock_answer_submit(request, served)
+    if served.question.is_code:
+        return await _code_answer_submit(request, served)
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
     status = 422
     retry_after = None
@@ -392,7 +427,10 @@ async def answer_submit(
 
 
 def _answer_page(
-    request: HtmxHttpRequest, served: ServedQuestion, form: AnswerForm, status: int
+    request: HtmxHttpRequest,
+    served: ServedQuestion,
+    form: AnswerForm | CodeAnswerForm,
+    status: int,
 ) -> HttpResponse:
     if form.is_valid():
         served = _own_question(request, served.session_id, served.position)
@@ -414,6 +452,94 @@ def _answer_page(
         "interviews/session.html#question-card",
         {"session": served.session, "sq": served},
         status=status,
+    )
+
+
+# --- coding problems ----------------------------------------------------------------------------
+
+
+async def _code_answer_submit(request: HtmxHttpRequest, served: ServedQuestion) -> HttpResponse:
+    """A solution run against the hidden tests and graded; the card comes back with the tests'
+    report and the feedback. Free; rate-limited and capped like feedback."""
+    form = CodeAnswerForm(
+        request.POST, question=served.question, auto_id=f"answer-{served.position}-%s"
+    )
+    status, retry_after = 422, None
+    if form.is_valid():
+        try:
+            await arate_limit(
+                request,
+                action="feedback",
+                rates=settings.RATE_LIMIT_FEEDBACK,
+                what="Too many submissions",
+            )
+            await services.acode_answer_submit(
+                served=served, code=form.cleaned_data["text"], note=form.cleaned_data["note"]
+            )
+        except Limited as exc:
+            form.add_error("text", exc.message)
+            status, retry_after = 429, exc.retry_after
+        except FeedbackLimitReached as exc:
+            form.add_error("text", str(exc))
+            status = 429
+    if form.is_valid() and not request.htmx:
+        return see_other(served.get_absolute_url())
+    response = await sync_to_async(_answer_page)(request, served, form, status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+@require_POST
+async def code_run(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> HttpResponse:
+    """Run the code in `text` on the problem's visible examples, in the sandbox: their results
+    (htmx partial). Free; 429 past RATE_LIMIT_CODE_RUNS; 503 when code is not run here."""
+    served = await sync_to_async(_own_question)(request, session_id, position)
+    if not served.question.is_code:
+        raise Http404("This question has no code to run.")
+    code = request.POST.get("text", "")
+    context: dict[str, object] = {"sq": served, "session": served.session}
+    status = 200
+    if not code.strip():
+        context["run_error"] = "Write some code first: the examples run it."
+        status = 422
+    else:
+        try:
+            await arate_limit(
+                request,
+                action="code-runs",
+                rates=settings.RATE_LIMIT_CODE_RUNS,
+                what="Too many runs",
+            )
+            context["run"] = await services.acode_run(question=served.question, code=code)
+        except Limited as exc:
+            response = await sync_to_async(render)(
+                request,
+                "interviews/session.html#code-run",
+                context | {"run_error": exc.message},
+                status=429,
+            )
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        except services.CodeNotRun as exc:
+            context["run_error"] = str(exc)
+            status = 503
+    if not request.htmx:  # without JavaScript: the page, the code as posted, and the results
+        posted = CodeAnswerForm(
+            request.POST, question=served.question, auto_id=f"answer-{position}-%s"
+        )
+        return await sync_to_async(_session_page)(
+            request,
+            served.session,
+            status=status,
+            error=str(context.get("run_error", "")),
+            invalid=posted,
+            invalid_position=position,
+            run=context.get("run"),  # type: ignore[arg-type]
+        )
+    # The page's context (the badge's balance) reads the database: in a thread.
+    return await sync_to_async(render)(
+        request, "interviews/session.html#code-run", context, status=status
     )
 
 

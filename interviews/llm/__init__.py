@@ -34,6 +34,18 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from interviews.budget import MAX_BACKOFF_SECONDS
+from interviews.llm.coding import (
+    PROBLEM_MAX_TOKENS,
+    PROBLEM_RESPONSE_FORMAT,
+    REVIEW_MAX_TOKENS,
+    REVIEW_RESPONSE_FORMAT,
+    GeneratedProblem,
+    GeneratedReview,
+    parse_problem,
+    parse_review,
+    problem_messages,
+    review_messages,
+)
 from interviews.llm.errors import REASONS, LLMError
 from interviews.llm.prompts import (
     FEEDBACK_MAX_TOKENS,
@@ -69,8 +81,12 @@ __all__ = [
     "QUESTION_MAX_TOKENS",
     "REASONS",
     "GeneratedFeedback",
+    "GeneratedProblem",
     "GeneratedQuestion",
+    "GeneratedReview",
     "LLMError",
+    "agenerate_code_problem",
+    "agenerate_code_review",
     "agenerate_feedback",
     "agenerate_follow_up",
     "agenerate_question",
@@ -188,3 +204,35 @@ def _blocking[**P, T](call: Callable[P, Awaitable[T]]) -> Callable[P, T]:
 
 generate_question = _blocking(agenerate_question)
 generate_feedback = _blocking(agenerate_feedback)
+
+
+async def agenerate_code_problem(
+    *, topic: str, language: str, difficulty: str, avoid: list[str]
+) -> GeneratedProblem:
+    """One new coding problem with its reference and tests (not yet run: the caller runs the
+    reference in the sandbox before using it). Raises LLMError."""
+    return await _generate(
+        purpose="coding problem",
+        messages=problem_messages(
+            topic=topic, language=language, difficulty=difficulty, avoid=avoid
+        ),
+        response_format=PROBLEM_RESPONSE_FORMAT,
+        max_tokens=PROBLEM_MAX_TOKENS,
+        parse=lambda completion, model: parse_problem(completion, model=model),
+    )
+
+
+async def agenerate_code_review(
+    *, problem: str, complexity: str, report: str, code: str, note: str
+) -> GeneratedReview:
+    """The model's review of a solution's complexity and quality, given the tests' report. The
+    code and the note are untrusted: sent inside delimiters, neutralised. Raises LLMError."""
+    return await _generate(
+        purpose="code review",
+        messages=review_messages(
+            problem=problem, complexity=complexity, report=report, code=code, note=note
+        ),
+        response_format=REVIEW_RESPONSE_FORMAT,
+        max_tokens=REVIEW_MAX_TOKENS,
+        parse=lambda completion, model: parse_review(completion, model=model),
+    )

@@ -8,7 +8,7 @@ from typing import Final
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from interviews.spec import KEY_POINTS_MAX, KEY_POINTS_MIN, FeedbackSpec, QuestionSpec
+from interviews.spec import KEY_POINTS_MAX, KEY_POINTS_MIN, FeedbackSpec, QuestionSpec, _Spec
 
 # The most a reply may cost, in output tokens: a question with 6 key points and an outline, or
 # feedback at its limits, fits well inside; a model that rambles is cut off (and asked again).
@@ -20,9 +20,7 @@ MAX_AVOID_QUESTIONS: Final[int] = 30
 MAX_AVOID_CHARS: Final[int] = 200
 
 
-def _response_format(
-    name: str, spec: type[QuestionSpec | FeedbackSpec]
-) -> ResponseFormatJSONSchema:
+def _response_format(name: str, spec: type[_Spec]) -> ResponseFormatJSONSchema:
     return {
         "type": "json_schema",
         "json_schema": {"name": name, "strict": True, "schema": spec.json_schema()},
@@ -106,6 +104,10 @@ _DELIMITERS: Final[tuple[str, ...]] = (
     "key_points",
     "reference_outline",
     "candidate_answer",
+    "candidate_code",
+    "candidate_note",
+    "test_report",
+    "problem",
 )
 # Any opening or closing delimiter tag, however spaced or cased: "</candidate_answer>",
 # "< /Candidate_Answer >", "<question foo>".

@@ -3,6 +3,7 @@
     sessions    start and end an interview session
     purchase    the next question and a follow-up, each paid as received (the token promise)
     answers     an answer in practice, with its feedback (free)
+    coding      a coding problem's examples run, and a solution graded by its hidden tests
     mock        a mock interview's answers and its report
     prepared    the next question, prepared in the background (PREFETCH)
     base        what they share: a database step that hands its connection back, and the
@@ -17,6 +18,12 @@ from interviews.services.base import (
     IN_FLIGHT_RETRY_AFTER,
     db_step,
     model_call_slot,
+)
+from interviews.services.coding import (
+    CodeNotRun,
+    acode_answer_submit,
+    acode_grade,
+    acode_run,
 )
 from interviews.services.mock import MockAnswer, areport_build, mock_answer_submit, report_build
 from interviews.services.prepared import prepared_discard, question_prepare
@@ -35,9 +42,13 @@ __all__ = [
     "IN_FLIGHT_RETRY_AFTER",
     "MAX_FEEDBACK_REQUESTS",
     "MAX_POOL_COLLISIONS",
+    "CodeNotRun",
     "MockAnswer",
     "NextQuestion",
     "aanswer_submit",
+    "acode_answer_submit",
+    "acode_grade",
+    "acode_run",
     "afollow_up_next",
     "answer_submit",
     "aquestion_next",

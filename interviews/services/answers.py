@@ -31,7 +31,7 @@ MAX_FEEDBACK_REQUESTS = 10
 
 
 @db_step
-def _feedback_request_take(*, served: ServedQuestion) -> Answer | None:
+def feedback_request_take(*, served: ServedQuestion) -> Answer | None:
     """Count one feedback request before the model is asked, or refuse: one conditional update,
     so thirty requests at once make at most MAX_FEEDBACK_REQUESTS model calls. Returns the
     earlier answer, if any."""
@@ -55,7 +55,7 @@ async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
     """
     # The candidate's in-flight slot first: a refused request does not use up a feedback request.
     async with model_call_slot(user_id=served.user_id, calls_model=feedback_calls_model()):
-        earlier = await sync_to_async(_feedback_request_take)(served=served)
+        earlier = await sync_to_async(feedback_request_take)(served=served)
         # May call the LLM: no transaction open, no connection held.
         feedback = await afeedback_get(question=served.question, answer=text)
     return await sync_to_async(_answer_store)(

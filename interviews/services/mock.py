@@ -5,7 +5,7 @@ stand without feedback, and at the end every answer's feedback and the report, w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
@@ -36,6 +36,7 @@ from interviews.selectors import (
 if TYPE_CHECKING:
     pass
 from interviews.services.base import db_step, model_call_slot
+from interviews.services.coding import acode_grade
 from interviews.services.prepared import prepared_discard
 
 
@@ -160,9 +161,12 @@ async def _mock_feedback(*, answer: Answer, user_id: int) -> Feedback:
 
 
 @db_step
-def _report_answer_store(*, answer: Answer, feedback: Feedback) -> None:
+def _report_answer_store(
+    *, answer: Answer, feedback: Feedback, report: dict[str, Any] | None = None
+) -> None:
     with transaction.atomic(durable=True):
         Answer.objects.filter(pk=answer.pk, feedback_source=Answer.FeedbackSource.PENDING).update(
+            code_report=report,
             score=feedback.score,
             covered=feedback.covered,
             missed=feedback.missed,
@@ -195,8 +199,14 @@ async def areport_build(*, session: InterviewSession) -> None:
     if pending is None:
         return
     for answer in pending:
-        feedback = await _mock_feedback(answer=answer, user_id=session.user_id)
-        await sync_to_async(_report_answer_store)(answer=answer, feedback=feedback)
+        tests = None
+        if answer.served.question.is_code and answer.text.strip():
+            # A coding answer: its hidden tests run now, and they decide its score.
+            graded = await acode_grade(served=answer.served, code=answer.text, note=answer.note)
+            feedback, tests = graded.feedback, graded.report
+        else:
+            feedback = await _mock_feedback(answer=answer, user_id=session.user_id)
+        await sync_to_async(_report_answer_store)(answer=answer, feedback=feedback, report=tests)
     report = await sync_to_async(db_step(session_report_get))(session=session)
     overall = await areport_overall(report=report, user_id=session.user_id)
     await sync_to_async(_report_store)(session=session, report=overall)

@@ -54,6 +54,8 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
     session = InterviewSession.objects.select_related("topic", "user").filter(pk=session_id).first()
     if session is None or session.is_ended:
         return "no open session"
+    if session.topic.is_code:  # a problem is checked in the sandbox as it is bought
+        return "coding problems are not prepared ahead"
     if session.is_mock and ServedQuestion.objects.filter(session=session, parent=None).count() >= (
         session.length or 0
     ):

@@ -11,6 +11,7 @@ EXPECTED_TOPICS = {
     "sql", "system-design", "algorithms", "http-apis", "git",
 }  # fmt: skip
 FOLLOW_UPS = sum(len(bank_file_read(path=path).follow_ups) for path in BANK_DIR.glob("*.json"))
+CODING_PROBLEMS = 36
 
 
 @pytest.mark.parametrize("path", sorted(BANK_DIR.glob("*.json")), ids=lambda p: p.stem)
@@ -24,12 +25,20 @@ def test_every_bank_file_is_complete(path):
 
 
 def test_migrate_loaded_the_ten_topics(db):
-    assert set(Topic.objects.values_list("slug", flat=True)) == EXPECTED_TOPICS
-    assert Question.objects.filter(source="bank", follows=None).count() == 240
+    assert set(Topic.objects.filter(kind="questions").values_list("slug", flat=True)) == (
+        EXPECTED_TOPICS
+    )
+    assert Question.objects.filter(source="bank", follows=None, kind="text").count() == 240
+    # The coding problems sit in coding pools of their own (interviews/tests/test_coding.py).
+    assert Question.objects.filter(source="bank", kind="code").count() == CODING_PROBLEMS
     # Every bank question has 1 to 3 written follow-ups, outside the pool.
-    follow_ups = Question.objects.filter(source="bank").exclude(follows=None)
+    follow_ups = Question.objects.filter(source="bank", topic__kind="questions").exclude(
+        follows=None
+    )
     assert follow_ups.count() == FOLLOW_UPS
-    assert not Question.objects.filter(source="bank", follows=None, follow_ups=None).exists()
+    assert not Question.objects.filter(
+        source="bank", kind="text", follows=None, follow_ups=None
+    ).exists()
 
 
 def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
@@ -37,7 +46,7 @@ def test_loading_again_adds_nothing_and_keeps_staff_edits(db):
     question.text = "A staff-edited question?"
     question.save()
     result = bank_load()
-    assert (result.created, result.unchanged) == (0, 240 + FOLLOW_UPS)
+    assert (result.created, result.unchanged) == (0, 240 + FOLLOW_UPS + CODING_PROBLEMS)
     question.refresh_from_db()
     assert question.text == "A staff-edited question?"
 

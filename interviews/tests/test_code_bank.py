@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from interviews.code_bank import code_problem_list
+from interviews.coding.bank import code_problem_list
 from interviews.execution import Limits, grade
 
 # The sandbox fixtures: skipped where the sandbox cannot run, a failure with CI=true.

@@ -295,11 +295,14 @@ def test_reasons_read_as_the_words_the_logs_and_notes_always_used() -> None:
         "BUSY": "busy",
         "INVALID": "invalid",
         "EXPIRED": "expired",
+        "REFERENCE_FAILS": "reference_fails",
+        "NO_SANDBOX": "no_sandbox",
     }
     assert {reason for reason in Reason if reason.asks_again} == {
         Reason.MALFORMED,
         Reason.EMPTY,
         Reason.OFF_SCHEMA,
+        Reason.REFERENCE_FAILS,  # a generated coding problem whose reference fails its tests
     }
     assert str(GenerationFailed(Reason.SERVER_ERROR, "HTTP 500")) == "server_error: HTTP 500"
     assert GenerationFailed("timeout").reason is Reason.TIMEOUT

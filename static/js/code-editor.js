@@ -32,6 +32,30 @@
   ]);
 
   const editors = new Map(); // textarea -> { view, wrapper, showError }
+
+  const REPLACING = new Set(["insertText", "insertReplacementText", "insertFromPaste"]);
+
+  function replaceSelection(event, view) {
+    if (!REPLACING.has(event.inputType)) return false;
+    const selection = document.getSelection();
+    if (!selection || selection.rangeCount === 0 || selection.isCollapsed) return false;
+    const range = selection.getRangeAt(0);
+    const content = view.contentDOM;
+    if (!content.contains(range.startContainer) || !content.contains(range.endContainer)) return false;
+    const text = event.data != null ? event.data : event.dataTransfer && event.dataTransfer.getData("text/plain");
+    if (text == null) return false;
+    const a = view.posAtDOM(range.startContainer, range.startOffset);
+    const b = view.posAtDOM(range.endContainer, range.endOffset);
+    const from = Math.min(a, b);
+    event.preventDefault();
+    view.dispatch({
+      changes: { from: from, to: Math.max(a, b), insert: text },
+      selection: { anchor: from + text.length },
+      userEvent: "input.type",
+      scrollIntoView: true,
+    });
+    return true;
+  }
   let counter = 0;
 
   function labelText(textarea) {
@@ -82,6 +106,10 @@
       language(),
       // Tab indents; CodeMirror itself lets Escape then Tab (or Ctrl-M) move focus out instead.
       CM.keymap.of([CM.indentWithTab, ...CM.defaultKeymap, ...CM.historyKeymap]),
+      // Text replacing a selection (a programmatic fill, an autocorrection across lines) is
+      // applied by CodeMirror itself: Chrome's own editing would wrap what it merges in
+      // style attributes, which the strict CSP refuses (and CodeMirror redraws anyway).
+      CM.EditorView.domEventHandlers({ beforeinput: replaceSelection }),
       CM.EditorView.updateListener.of(function (update) {
         if (!update.docChanged) return;
         textarea.value = update.state.doc.toString();
