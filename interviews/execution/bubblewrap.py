@@ -119,7 +119,7 @@ class BubblewrapExecutor(Executor):
         self._reason = ""
         self._disabled_languages: dict[str, str] = {}
         self._slots = LoopSemaphores(max(1, int(getattr(settings, "EXECUTION_CONCURRENCY", 2))))
-        self._user: dict[str, Any] = {}
+        self._drop: list[str] = []  # as root: setpriv's command to become EXECUTION_USER
         self._interpreters: dict[str, Interpreter] = {}
         self._sandbox_args: list[str] = []
         self._bwrap_options: set[str] = set()
@@ -183,8 +183,19 @@ class BubblewrapExecutor(Executor):
                 raise _Unavailable(f"EXECUTION_USER={name!r} is not a user of this host") from None
             if entry.pw_uid == 0 or entry.pw_gid == 0:
                 raise _Unavailable(f"EXECUTION_USER={name!r} must not be root or in group root")
-            # Set in the child between fork and exec by subprocess itself (no preexec_fn).
-            self._user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            # util-linux's setpriv drops to the user before bwrap runs: no preexec_fn (the app is
+            # threaded), and not subprocess's user=/group= either, which uvloop (the production
+            # server's event loop) does not accept.
+            setpriv = _which("setpriv")
+            if setpriv is None:
+                raise _Unavailable("setpriv is missing (apt-get install util-linux)")
+            self._drop = [
+                setpriv,
+                f"--reuid={entry.pw_uid}",
+                f"--regid={entry.pw_gid}",
+                "--clear-groups",
+                "--",
+            ]
 
         self._sandbox_args = self._sandbox_arguments()
 
@@ -308,6 +319,7 @@ class BubblewrapExecutor(Executor):
             address_mb += PYTHON_STACK_MB
         rlimits.append(f"--as={address_mb << 20}")
         return [
+            *self._drop,
             self._bwrap or "bwrap",
             *self._sandbox_args,
             "--ro-bind-data",
@@ -391,7 +403,6 @@ class BubblewrapExecutor(Executor):
                     start_new_session=True,  # its own process group, killed as one
                     cwd="/",
                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                    **self._user,
                 )
             except OSError as error:
                 return RunReport(

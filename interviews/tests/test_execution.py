@@ -959,3 +959,26 @@ class TestGrading:
             )
             == "é"
         )
+
+
+def test_the_sandbox_runs_under_uvloop_the_production_servers_loop(sandbox):
+    """`make serve` runs uvicorn on uvloop, whose subprocesses take no user=/group= arguments:
+    a run started from its loop works (and, as root, still drops to EXECUTION_USER)."""
+    import uvloop
+
+    code = "import os\ndef f():\n    return [os.getuid(), os.getgid()]\n"
+
+    async def one():
+        return await sandbox.arun(
+            language="python",
+            code=code,
+            entry_point="f",
+            schema="",
+            cases=[{"name": "who", "args": []}],
+            limits=QUICK,
+        )
+
+    report = uvloop.run(one())
+    assert report.verdict == Verdict.COMPLETED, report
+    if os.geteuid() == 0:
+        assert report.cases[0].value != [0, 0]
