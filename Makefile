@@ -85,8 +85,9 @@ serve: venv $(STATIC_MANIFEST)
 		--graceful-timeout 60 --access-logfile - --no-control-socket
 
 # Production, once per deployment (app servers run `make serve`): the background work (README,
-# "Background work"). A task worker runs the "default" queue (sweepers, alerts), PREFETCH_WORKERS
-# (2) more run the "prefetch" queue (the next questions to prepare, each a model call); the
+# "Background work"). A task worker runs the "default" queue (sweepers, alerts), one the "speech"
+# queue (spoken answers to transcribe), PREFETCH_WORKERS (2) more the "prefetch" queue (the next
+# questions to prepare, each a model call); the
 # scheduler enqueues the periodic tasks when due (once per period, however many schedulers run).
 # When one stops, all stop, so a supervisor that restarts `make worker` restarts them together.
 # Same environment as `make serve`, and a migrated database.
@@ -96,6 +97,7 @@ worker: venv
 		exit 1; }
 	$(PY) manage.py run_scheduler & \
 	$(PY) manage.py db_worker --queue-name default & \
+	$(PY) manage.py db_worker --queue-name speech & \
 	for n in $$(seq $${PREFETCH_WORKERS:-2}); do $(PY) manage.py db_worker --queue-name prefetch & done; \
 	trap 'kill -TERM $$(jobs -p) 2>/dev/null || true' INT TERM; \
 	status=0; wait -n || status=$$?; \
@@ -109,6 +111,14 @@ worker: venv
 .PHONY: editor
 editor:
 	cd editor && npm ci --no-audit --no-fund && node build.mjs
+
+# Voice answers transcribed on this server's CPU (TRANSCRIBE_BACKEND=local, the default with no
+# API key): faster-whisper, CTranslate2 and ONNX Runtime from requirements-voice.txt (pinned by
+# hash), an optional install kept out of `make run`'s. Without it the local engine is off and the
+# record button says to run this.
+.PHONY: voice
+voice: venv
+	$(PY) -m pip install -q --require-hashes -r requirements-voice.txt
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.
@@ -132,6 +142,10 @@ bench: devvenv
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/load.py
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/prefetch.py
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/per_request.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/code_runs.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" .ci/with-postgres $(PY) bench/voice_draft.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" $(PY) bench/sandbox.py
+	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" $(PY) bench/speech.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache

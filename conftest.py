@@ -56,10 +56,17 @@ def pytest_runtest_call(item: pytest.Item):
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings) -> None:
-    """Fast password hashing; templates render without running collectstatic first. Signup
+    """Fast password hashing; templates render without running collectstatic first; voice
+    answers off. Signup
     grants the welcome tokens at once and the admin opens without a second factor, unless a
     test says otherwise (accounts/tests cover verification and two-factor)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Voice answers off unless a test turns them on (fake_transcriber): the pages are the same
+    # whether or not this machine has the local engine (`make voice`).
+    from interviews.speech.engines import engine_reset
+
+    settings.TRANSCRIBE_BACKEND = "off"
+    engine_reset()
     settings.ACCOUNT_EMAIL_VERIFICATION = "none"
     settings.STAFF_MFA_REQUIRED = False
     settings.STORAGES = {

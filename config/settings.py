@@ -28,7 +28,8 @@ SETTINGS_FROM_ENV = (
     "LLM_TIMEOUT_SECONDS LLM_MAX_RETRIES LLM_MAX_REGENERATIONS EMAIL_URL DEFAULT_FROM_EMAIL "
     "REDIS_URL RATE_LIMITS RATE_LIMIT_QUESTIONS RATE_LIMIT_FEEDBACK LLM_MAX_IN_FLIGHT_PER_USER "
     "ACCOUNT_EMAIL_VERIFICATION STAFF_MFA_REQUIRED RATE_LIMIT_SIGNUP RATE_LIMIT_LOGIN_FAILED "
-    "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS RATE_LIMIT_CODE_RUNS"
+    "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS RATE_LIMIT_CODE_RUNS "
+    "RECORDING_MAX_BYTES"
 ).split()
 for _name in SETTINGS_FROM_ENV:
     if env.ENVIRON.get(_name) == "":
@@ -140,10 +141,14 @@ else:
     # connections the app opens, whatever the load. 0 turns the pool off (CONN_MAX_AGE applies).
     _pool_max = env.int("DB_POOL_MAX_SIZE", default=4)
     if _pool_max > 0:
+        from config.pool import check_connection
+
         _db_options["pool"] = {
             "min_size": min(env.int("DB_POOL_MIN_SIZE", default=1), _pool_max),
             "max_size": _pool_max,
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # CONN_HEALTH_CHECKS' check, at most once a second per connection (config.pool).
+            "check": check_connection,
         }
         _db["CONN_MAX_AGE"] = 0
     else:
@@ -279,12 +284,13 @@ LOGGING = {
 
 # Background work (see config/schedule.py): tasks are rows in this database, run by
 # `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
-# Two queues: "default" for the sweepers and alerts, "prefetch" for the next questions to prepare
+# Three queues: "default" for the sweepers and alerts, "speech" for spoken answers' recordings to
+# transcribe, "prefetch" for the next questions to prepare
 # (each waits seconds on the model, so they have workers of their own: PREFETCH_WORKERS).
 TASKS = {
     "default": {
         "BACKEND": "django_tasks_db.DatabaseBackend",
-        "QUEUES": ["default", "prefetch"],
+        "QUEUES": ["default", "prefetch", "speech"],
     }
 }
 
@@ -387,6 +393,9 @@ LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=300)
 RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS", default=True)
 RATE_LIMIT_QUESTIONS = env.str("RATE_LIMIT_QUESTIONS", default="20/m/user,300/m/ip")
 RATE_LIMIT_FEEDBACK = env.str("RATE_LIMIT_FEEDBACK", default="20/m/user,300/m/ip")
+# A spoken answer's upload: the most bytes taken (413 past it). Five minutes of the browser's
+# Opus take about 1.5 MB, of Safari's AAC about 5 MB.
+RECORDING_MAX_BYTES = env.int("RECORDING_MAX_BYTES", default=8_000_000)
 # "Run the examples" on a coding problem: free, each run a sandboxed process.
 RATE_LIMIT_CODE_RUNS = env.str("RATE_LIMIT_CODE_RUNS", default="15/m/user,300/m/ip")
 for _name in ("RATE_LIMIT_QUESTIONS", "RATE_LIMIT_FEEDBACK", "RATE_LIMIT_CODE_RUNS"):
@@ -430,3 +439,32 @@ EXECUTION_CONCURRENCY = max(1, env.int("EXECUTION_CONCURRENCY", default=2))
 EXECUTION_USER = env.str("EXECUTION_USER", default="nobody")
 EXECUTION_PYTHON = env.str("EXECUTION_PYTHON", default="/usr/bin/python3")
 EXECUTION_NODE = env.str("EXECUTION_NODE", default="/usr/bin/node")
+
+# Spoken answers' transcription (interviews/speech/engines.py): "openai" (the transcriptions
+# endpoint of OpenAI, or of any OpenAI-compatible server at TRANSCRIBE_BASE_URL), "local"
+# (faster-whisper on this server's CPU: `make voice` installs it) or "off" (no record button).
+# Unset: openai when TRANSCRIBE_API_KEY, OPENAI_API_KEY or TRANSCRIBE_BASE_URL is set, else local.
+# The base URL and key default to OPENAI_BASE_URL and OPENAI_API_KEY where they are used.
+for _name in (
+    "TRANSCRIBE_BACKEND TRANSCRIBE_MODEL TRANSCRIBE_BASE_URL TRANSCRIBE_API_KEY "
+    "TRANSCRIBE_LANGUAGE TRANSCRIBE_TIMEOUT_SECONDS WHISPER_MODEL TRANSCRIBE_MAX_SECONDS"
+).split():
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
+TRANSCRIBE_BACKEND = env.str("TRANSCRIBE_BACKEND", default="")
+if TRANSCRIBE_BACKEND not in {"", "openai", "local", "off"} and "." not in TRANSCRIBE_BACKEND:
+    raise ImproperlyConfigured(
+        f"TRANSCRIBE_BACKEND={TRANSCRIBE_BACKEND!r}: use openai, local or off."
+    )
+TRANSCRIBE_MODEL = env.str("TRANSCRIBE_MODEL", default="gpt-transcribe")
+TRANSCRIBE_BASE_URL = env.str("TRANSCRIBE_BASE_URL", default="") or None
+TRANSCRIBE_API_KEY = env.str("TRANSCRIBE_API_KEY", default="")
+# An ISO-639-1 code (e.g. en); unset, the model detects the language.
+TRANSCRIBE_LANGUAGE = env.str("TRANSCRIBE_LANGUAGE", default="")
+# One HTTP attempt to the transcription server (one retry may follow).
+TRANSCRIBE_TIMEOUT_SECONDS = env.float("TRANSCRIBE_TIMEOUT_SECONDS", default=60.0)
+# The local engine's model: a name (tiny.en, base.en, small.en...) fetched on first use, which
+# needs network, or the directory of a CTranslate2 Whisper model.
+WHISPER_MODEL = env.str("WHISPER_MODEL", default="base.en")
+# The longest recording, in seconds (a mock interview's answer time caps it further).
+TRANSCRIBE_MAX_SECONDS = env.int("TRANSCRIBE_MAX_SECONDS", default=300)

@@ -13,8 +13,19 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connection
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Sum
-from django.db.models.functions import Least, TruncDate
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    QuerySet,
+    Sum,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Least, TruncDate
 
 from interviews.models import Answer, ServedQuestion, Topic
 
@@ -48,6 +59,18 @@ class MissedPoint:
     times: int
 
 
+@dataclass(frozen=True)
+class SpokenDay:
+    """How the candidate spoke on one day in a topic (approximate): the spoken answers' mean
+    words per minute, and their pauses of 2 s or more and filler words per answer."""
+
+    day: date
+    answers: int
+    words_per_minute: float
+    pauses: float
+    fillers: float
+
+
 @dataclass
 class TopicProgress:
     topic: Topic
@@ -57,6 +80,7 @@ class TopicProgress:
     time_spent: timedelta
     trend: list[TrendPoint] = field(default_factory=list)
     missed: list[MissedPoint] = field(default_factory=list)
+    spoken: list[SpokenDay] = field(default_factory=list)
 
     @property
     def time_spent_text(self) -> str:
@@ -174,6 +198,7 @@ def progress_list(*, user: User) -> list[TopicProgress]:
             (row["day"], float(row["average"]), row["answers"])
         )
     missed = _missed_by_topic(user)
+    spoken = _spoken_by_topic(answers)
     progress = [
         TopicProgress(
             topic=topics[topic_id],
@@ -183,7 +208,41 @@ def progress_list(*, user: User) -> list[TopicProgress]:
             time_spent=row["spent"] or timedelta(),
             trend=_trend_points(trends.get(topic_id, [])),
             missed=missed.get(topic_id, []),
+            spoken=spoken.get(topic_id, []),
         )
         for topic_id, row in totals.items()
     ]
     return sorted(progress, key=lambda p: (-p.answers, p.topic.order, p.topic.name))
+
+
+def _spoken_by_topic(answers: QuerySet[Answer]) -> dict[int, list[SpokenDay]]:
+    """Per topic and day, how the candidate spoke in their spoken answers: one aggregate query
+    over the recordings' delivery numbers (JSON), whatever the number of answers."""
+
+    def number(key: str) -> Cast:
+        return Cast(KeyTextTransform(key, "recording__delivery"), FloatField())
+
+    rows = (
+        answers.filter(recording__delivery__isnull=False)
+        .annotate(day=TruncDate("created_at"))
+        .values("served__topic", "day")
+        .annotate(
+            spoken=Count("pk"),
+            wpm=Avg(number("words_per_minute")),
+            pauses=Avg(number("pause_count")),
+            fillers=Avg(number("filler_count")),
+        )
+        .order_by("served__topic", "day")
+    )
+    spoken: dict[int, list[SpokenDay]] = {}
+    for row in rows:
+        spoken.setdefault(row["served__topic"], []).append(
+            SpokenDay(
+                day=row["day"],
+                answers=row["spoken"],
+                words_per_minute=round(row["wpm"] or 0),
+                pauses=round(row["pauses"] or 0, 1),
+                fillers=round(row["fillers"] or 0, 1),
+            )
+        )
+    return spoken

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 from interviews.feedback import feedback_calls_model
 from interviews.selectors import ReportItem, SessionReport
@@ -122,6 +122,7 @@ def report_markdown(*, report: SessionReport) -> str:
         f"- Questions: {len(report.items)}; {session.minutes} minutes an answer",
         f"- Overall score: {score if score is not None else '-'} / 10",
         "",
+        *_delivery_lines(report.delivery, heading="## How you spoke (approximate)"),
         "## Strengths",
         "",
         *[f"- {markdown_escape(str(point))}" for point in overall.get("strengths") or []],
@@ -145,6 +146,10 @@ def report_markdown(*, report: SessionReport) -> str:
             "",
             markdown_quote(answer.text) if answer.text.strip() else "_No answer._",
             "",
+            *_delivery_lines(
+                answer.recording.delivery if answer.recording is not None else None,
+                heading="### How you spoke (approximate)",
+            ),
             "### What was good",
             "",
             *([f"- {markdown_escape(str(p))}" for p in answer.strengths] or ["- (none)"]),
@@ -155,3 +160,22 @@ def report_markdown(*, report: SessionReport) -> str:
             "",
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _delivery_lines(delivery: dict[str, Any] | None, *, heading: str) -> list[str]:
+    """How the candidate spoke, as Markdown lines; none for a typed answer."""
+    if not delivery:
+        return []
+    lines = [heading, ""]
+    if "speaking_seconds" in delivery:
+        lines.append(f"- Speaking time: {float(delivery['speaking_seconds']):.0f} s")
+    if delivery.get("time_to_first_word_seconds") is not None:
+        first = float(delivery["time_to_first_word_seconds"])
+        lines.append(f"- Time to first word: {first:.1f} s")
+    if "pause_count" in delivery:
+        lines.append(f"- Pauses of 2 s or more: {delivery['pause_count']}")
+    if delivery.get("words_per_minute") is not None:
+        lines.append(f"- Words per minute: {float(delivery['words_per_minute']):.0f}")
+    if "filler_count" in delivery:
+        lines.append(f"- Filler words: {delivery['filler_count']}")
+    return [*lines, ""]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, Model, Q, QuerySet
 from django.utils import timezone
 
 from interviews.models import (
@@ -20,6 +21,7 @@ from interviews.models import (
     ServedQuestion,
     Topic,
 )
+from ledger.models import TokenAccount
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -44,27 +46,29 @@ class PoolState:
         return self.recent[0][0] if self.recent else None
 
 
-def pool_served_list(*, user: User, topic: Topic) -> QuerySet[ServedQuestion]:
-    return ServedQuestion.objects.filter(user=user, topic=topic)
+# Written out: it runs for every question, and the ORM spends several times more CPU composing
+# it than the database spends running it. Table names come from the models, values are
+# parameters.
+_POOL_STATE_SQL = f"""
+SELECT served.question_id, served.cycle, question.text
+FROM {ServedQuestion._meta.db_table} AS served
+JOIN {Question._meta.db_table} AS question ON question.id = served.question_id
+WHERE served.user_id = %s AND served.topic_id = %s
+ORDER BY served.id DESC
+LIMIT %s
+"""  # noqa: S608
 
 
 def pool_state_get(*, user: User, topic: Topic) -> PoolState:
     # Newest first by id: ids grow in the order captures commit (one account lock at a time), and
     # passes only grow, so the newest question served belongs to the current pass.
-    rows = list(
-        pool_served_list(user=user, topic=topic)
-        .order_by("-pk")
-        .values_list("question_id", "cycle", "question__text")[:RECENT_LIMIT]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_POOL_STATE_SQL, [user.pk, topic.pk, RECENT_LIMIT])
+        rows = cursor.fetchall()
     return PoolState(
         cycle=rows[0][1] if rows else 1,
         recent=tuple((question_id, text) for question_id, _, text in rows),
     )
-
-
-def pool_cycle_get(*, user: User, topic: Topic) -> int:
-    latest = pool_served_list(user=user, topic=topic).order_by("-pk").values_list("cycle")[:1]
-    return next(iter(latest), (1,))[0]
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,9 @@ class CaptureState:
     asked: int  # first-level questions in the session: the next one's number is asked + 1
     seen: int  # first-level questions served in this pass ("N of M seen")
     size: int  # the pool: the topic's active first-level questions
+    # The topic's question with the wording asked about (a generated question's fingerprint),
+    # if there is one: the same wording is the same question.
+    wording: int | None = None
 
     def progress_after(self, *, cycle: int, added_to_pool: bool) -> PoolProgress:
         """The pool's progress once one more first-level question is served in `cycle` (the
@@ -123,7 +130,8 @@ class CaptureState:
         return PoolProgress(cycle=cycle, seen=seen, size=self.size + int(added_to_pool))
 
 
-# The pass as in _POOL_PROGRESS_SQL, then the session's counts: five index lookups.
+# The pass as in _POOL_PROGRESS_SQL, then the session's counts, and the question with a wording
+# when one is given: six index lookups.
 _CAPTURE_STATE_SQL = f"""
 WITH pass AS (
     SELECT COALESCE((
@@ -139,18 +147,28 @@ SELECT pass.cycle,
      WHERE user_id = %(user)s AND topic_id = %(topic)s AND cycle = pass.cycle
        AND parent_id IS NULL),
     (SELECT COUNT(*) FROM {Question._meta.db_table}
-     WHERE topic_id = %(topic)s AND is_active AND follows_id IS NULL)
+     WHERE topic_id = %(topic)s AND is_active AND follows_id IS NULL),
+    (SELECT id FROM {Question._meta.db_table}
+     WHERE topic_id = %(topic)s AND fingerprint = %(fingerprint)s)
 FROM pass
 """  # noqa: S608
 
 
-def capture_state_get(*, session: InterviewSession) -> CaptureState:
-    """The session's pass, counts and pool progress, in one query (see CaptureState)."""
-    params = {"user": session.user_id, "topic": session.topic_id, "session": session.pk}
+def capture_state_get(*, session: InterviewSession, fingerprint: str | None = None) -> CaptureState:
+    """The session's pass, counts and pool progress, and the topic's question with the wording
+    of `fingerprint` (question_fingerprint) if given, in one query (see CaptureState)."""
+    params: dict[str, Any] = {
+        "user": session.user_id,
+        "topic": session.topic_id,
+        "session": _session_id(session.pk),
+        "fingerprint": fingerprint,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_CAPTURE_STATE_SQL, params)
-        cycle, served, asked, seen, size = cursor.fetchone()
-    return CaptureState(cycle=cycle, served=served, asked=asked, seen=seen, size=size)
+        cycle, served, asked, seen, size, wording = cursor.fetchone()
+    return CaptureState(
+        cycle=cycle, served=served, asked=asked, seen=seen, size=size, wording=wording
+    )
 
 
 @dataclass(frozen=True)
@@ -206,26 +224,83 @@ def session_list(*, user: User) -> QuerySet[InterviewSession]:
     )
 
 
+def _columns(model: type[Model], alias: str) -> str:
+    quote = connection.ops.quote_name  # "order" is a column name too
+    fields = model._meta.concrete_fields
+    return ", ".join(f"{alias}.{quote(str(column.column))}" for column in fields)
+
+
+def _session_id(session_id: uuid.UUID) -> Any:
+    """A session's id as a written-out statement's parameter (a UUID, or its text where the
+    database has no UUID type)."""
+    return InterviewSession._meta.pk.get_db_prep_value(session_id, connection)
+
+
+def _instance[M: Model](model: type[M], values: Sequence[Any]) -> M:
+    """An instance of `model` from its columns' values as a cursor returns them, converted as
+    the ORM converts them (JSON, ...)."""
+    columns = model._meta.concrete_fields
+    converted = list(values)
+    for index, column in enumerate(columns):
+        expression = column.get_col(model._meta.db_table)
+        backend = connection.ops.get_db_converters(expression)
+        for convert in [*backend, *column.get_db_converters(connection)]:
+            converted[index] = convert(converted[index], expression, connection)
+    return model.from_db(connection.alias, [column.attname for column in columns], converted)
+
+
+# The session with its topic and the candidate's token account, in one query: on the path of
+# every request about a session, where the ORM spent four times more CPU composing the join
+# and building its objects than this does. Names come from the models, values are parameters.
+_SESSION_SQL = f"""
+SELECT {_columns(InterviewSession, "session")}, {_columns(Topic, "topic")},
+    {_columns(TokenAccount, "account")}
+FROM {InterviewSession._meta.db_table} AS session
+JOIN {Topic._meta.db_table} AS topic ON topic.id = session.topic_id
+LEFT JOIN {TokenAccount._meta.db_table} AS account ON account.user_id = session.user_id
+WHERE session.id = %s AND session.user_id = %s
+"""  # noqa: S608
+
+
 def session_get(*, user: User, session_id: uuid.UUID) -> InterviewSession:
     """The candidate's own session; another user's is DoesNotExist (a 404, never a 403)."""
-    # With the candidate and their token account: the question flow needs both.
-    return InterviewSession.objects.select_related("topic", "user__token_account").get(
-        pk=session_id, user=user
-    )
+    # With its topic, the candidate (`user` itself) and their token account: the question flow
+    # needs them all.
+    with connection.cursor() as cursor:
+        cursor.execute(_SESSION_SQL, [_session_id(session_id), user.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise InterviewSession.DoesNotExist("No such session.")
+    ends = len(InterviewSession._meta.concrete_fields), len(Topic._meta.concrete_fields)
+    session = _instance(InterviewSession, row[: ends[0]])
+    topic = _instance(Topic, row[ends[0] : ends[0] + ends[1]])
+    account_values = row[ends[0] + ends[1] :]
+    account = _instance(TokenAccount, account_values) if account_values[0] is not None else None
+    session.topic, session.user = topic, user
+    # As select_related("user__token_account") leaves it: no account is DoesNotExist on access.
+    TokenAccount.user.field.remote_field.set_cached_value(user, account)
+    if account is not None:
+        account.user = user
+    return session
 
 
 def served_question_list(*, session: InterviewSession) -> QuerySet[ServedQuestion]:
     return (
         ServedQuestion.objects.filter(session=session)
-        .select_related("question", "debit", "answer", "topic")
+        .select_related("question", "debit", "answer__recording", "topic")
+        .defer("answer__recording__audio")  # a recording's audio is never shown
         .order_by("position")
     )
 
 
 def served_question_get(*, user: User, session_id: uuid.UUID, position: int) -> ServedQuestion:
-    return ServedQuestion.objects.select_related(
-        "question", "debit", "session__user", "topic", "answer"
-    ).get(session_id=session_id, session__user=user, position=position)
+    return (
+        ServedQuestion.objects.select_related(
+            "question", "debit", "session__user", "topic", "answer__recording"
+        )
+        .defer("answer__recording__audio")
+        .get(session_id=session_id, session__user=user, position=position)
+    )
 
 
 def served_question_tree(*, session: InterviewSession) -> list[ServedQuestion]:
@@ -396,6 +471,27 @@ class SessionReport:
     def overall(self) -> dict[str, Any] | None:
         report = self.session.report
         return report if isinstance(report, dict) else None
+
+    @property
+    def delivery(self) -> dict[str, Any] | None:
+        """How the candidate spoke across the interview's spoken answers (approximate): their
+        count, speaking time, mean words per minute, pauses of 2 s or more, filler words."""
+        spoken = [
+            item.answer.recording.delivery
+            for item in self.items
+            if item.answer.recording is not None and item.answer.recording.delivery
+        ]
+        if not spoken:
+            return None
+        speaking = sum(float(d.get("speaking_seconds", 0)) for d in spoken)
+        words = sum(float(d.get("word_count", 0)) for d in spoken)
+        return {
+            "answers": len(spoken),
+            "speaking_seconds": round(speaking),
+            "words_per_minute": round(words / (speaking / 60)) if speaking else 0,
+            "pauses": sum(int(d.get("pause_count", 0)) for d in spoken),
+            "fillers": sum(int(d.get("filler_count", 0)) for d in spoken),
+        }
 
     @property
     def score(self) -> float | None:

@@ -17,3 +17,9 @@ def question_prepare(session_id: str) -> str:
 def prepared_questions_discard() -> int:
     """Discard the prepared questions older than PREFETCH_MAX_AGE_SECONDS (every minute)."""
     return services.prepared_discard()
+
+
+@task(queue_name="speech")
+def recording_transcribe(recording_id: int) -> str:
+    """Transcribe a spoken answer's recording (free; its audio is deleted afterwards)."""
+    return services.recording_transcribe(recording_id=recording_id)

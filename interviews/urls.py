@@ -14,6 +14,16 @@ urlpatterns = [
         name="answer",
     ),
     path(
+        "<uuid:session_id>/questions/<int:position>/recording/",
+        views.recording_upload,
+        name="recording",
+    ),
+    path(
+        "<uuid:session_id>/questions/<int:position>/recording/<int:recording_id>/",
+        views.recording_status,
+        name="recording_status",
+    ),
+    path(
         "<uuid:session_id>/questions/<int:position>/run/",
         views.code_run,
         name="code_run",

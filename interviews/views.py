@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,6 +14,7 @@ from django_htmx.http import reswap, retarget
 
 from accounts.selectors import welcome_grant_get
 from config.limits import Limited, arate_limit
+from config.middleware import preloaded, preloads
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
 from interviews.exceptions import (
@@ -31,7 +33,7 @@ from interviews.forms import (
     NextQuestionForm,
     StartSessionForm,
 )
-from interviews.models import InterviewSession, ServedQuestion
+from interviews.models import InterviewSession, Recording, ServedQuestion
 from interviews.progress import (
     CHART_HEIGHT,
     CHART_PAD,
@@ -257,9 +259,10 @@ async def _purchase_refusal(request: HtmxHttpRequest, exc: Exception, *, what: s
 # template rendering run as short synchronous steps (sync_to_async).
 
 
+@preloads(_own_session)  # read with the login check, in its thread hop
 @require_POST
 async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = await sync_to_async(_own_session)(request, session_id)
+    session = preloaded(request) or await sync_to_async(_own_session)(request, session_id)
     bought = await _purchase(
         request,
         session,
@@ -271,6 +274,14 @@ async def question_next(request: HtmxHttpRequest, session_id: uuid.UUID) -> Http
         return bought
     if not request.htmx:
         return see_other(bought.served.get_absolute_url())
+    if not bought.replay:
+        # The card of a question just bought is built from what its capture returned and
+        # reads nothing: rendered here, in the event loop, with no thread hop. Should its
+        # templates ever read the database, Django's async-safety check stops that read and
+        # the card is rendered in a thread below instead (config/tests/test_asgi.py pins that
+        # it is not).
+        with suppress(SynchronousOnlyOperation):
+            return _question_delivered(request, session, bought)
     return await sync_to_async(_question_delivered)(request, session, bought)
 
 
@@ -350,13 +361,14 @@ def _card_delivered(
     return render(request, "interviews/session.html#question-added", context)
 
 
+@preloads(_own_question)  # read with the login check, in its thread hop
 @require_POST
 async def follow_up_next(
     request: HtmxHttpRequest, session_id: uuid.UUID, position: int
 ) -> HttpResponse:
     """Buy a follow-up to an answered question (1 token), with the statuses of question_next.
     The new card goes right after its parent's chain of follow-ups."""
-    parent = await sync_to_async(_own_question)(request, session_id, position)
+    parent = preloaded(request) or await sync_to_async(_own_question)(request, session_id, position)
     bought = await _purchase(
         request,
         parent.session,
@@ -404,7 +416,11 @@ async def answer_submit(
                 rates=settings.RATE_LIMIT_FEEDBACK,
                 what="Too many feedback requests",
             )
-            await services.aanswer_submit(served=served, text=form.cleaned_data["text"])
+            await services.aanswer_submit(
+                served=served,
+                text=form.cleaned_data["text"],
+                recording_id=request.POST.get("recording", ""),
+            )
         except Limited as exc:  # the form comes back with the text typed and the message
             form.add_error("text", exc.message)
             status, retry_after = 429, exc.retry_after
@@ -494,7 +510,9 @@ async def _code_answer_submit(request: HtmxHttpRequest, served: ServedQuestion) 
 async def code_run(request: HtmxHttpRequest, session_id: uuid.UUID, position: int) -> HttpResponse:
     """Run the code in `text` on the problem's visible examples, in the sandbox: their results
     (htmx partial). Free; 429 past RATE_LIMIT_CODE_RUNS; 503 when code is not run here."""
-    served = await sync_to_async(_own_question)(request, session_id, position)
+    # A database step: its connection goes back to the pool before the sandbox runs, so runs
+    # waiting on the sandbox hold none (other requests would queue for one).
+    served = await sync_to_async(services.db_step(_own_question))(request, session_id, position)
     if not served.question.is_code:
         raise Http404("This question has no code to run.")
     code = request.POST.get("text", "")
@@ -543,6 +561,136 @@ async def code_run(request: HtmxHttpRequest, session_id: uuid.UUID, position: in
     )
 
 
+# --- spoken answers -----------------------------------------------------------------------------
+
+
+def _recording_max_seconds(served: ServedQuestion) -> int:
+    """A recording's cap: the mock interview's time for an answer, else TRANSCRIBE_MAX_SECONDS."""
+    session = served.session
+    if session.is_mock:
+        return min(session.answer_seconds, settings.TRANSCRIBE_MAX_SECONDS) or 1
+    return int(settings.TRANSCRIBE_MAX_SECONDS)
+
+
+def _recording_read(request: HtmxHttpRequest, served: ServedQuestion) -> tuple[str, float, bytes]:
+    """The upload's bytes sniffed, decoded and normalised (container, seconds, WAV), or
+    RecordingRefused saying what was wrong. CPU and file work: in a thread."""
+    from interviews.speech.audio import AudioRefused, normalise, sniff
+
+    upload = request.FILES.get("audio")
+    if upload is None:
+        raise services.RecordingRefused(400, "No recording arrived: record again.")
+    if upload.size is not None and upload.size > settings.RECORDING_MAX_BYTES:
+        raise services.RecordingRefused(413, _too_large())
+    data = upload.read()
+    container = sniff(data)
+    if container is None:
+        raise services.RecordingRefused(
+            422, "This file is not audio we can read: record again, or type your answer."
+        )
+    try:
+        # A little grace: MediaRecorder stops slightly after the page's timer.
+        audio = normalise(data, max_seconds=_recording_max_seconds(served) + 3)
+    except AudioRefused as exc:
+        raise services.RecordingRefused(422, str(exc)) from None
+    return container, audio.duration_seconds, audio.wav
+
+
+def _too_large() -> str:
+    megabytes = settings.RECORDING_MAX_BYTES / 1_000_000
+    return (
+        f"Your recording is larger than {megabytes:g} MB, the most we take: record a shorter "
+        "answer, or type it. Nothing was kept."
+    )
+
+
+def _recording_fragment(
+    request: HtmxHttpRequest, served: ServedQuestion, context: dict[str, object], status: int
+) -> HttpResponse:
+    return render(
+        request,
+        "interviews/session.html#transcription",
+        {"sq": served, "session": served.session, **context},
+        status=status,
+    )
+
+
+@require_POST
+async def recording_upload(
+    request: HtmxHttpRequest, session_id: uuid.UUID, position: int
+) -> HttpResponse:
+    """A spoken answer's recording (multipart `audio`): checked from its bytes, decoded to 16 kHz
+    mono WAV, transcribed in the background; 202 with a fragment that polls for the draft.
+    413 past RECORDING_MAX_BYTES; 422 not audio, empty, silent or too long; 429 too many or one
+    in flight; 503 voice answers off. Free; the audio is deleted once transcribed."""
+    from interviews.speech.engines import engine_get
+
+    served = await sync_to_async(_own_question)(request, session_id, position)
+    try:
+        if not engine_get().available:
+            raise services.RecordingRefused(
+                503, "Voice answers are off on this server: type your answer."
+            )
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.RECORDING_MAX_BYTES + 64 * 1024:  # before reading the body
+            raise services.RecordingRefused(413, _too_large())
+        await arate_limit(
+            request,
+            action="recordings",
+            rates=settings.RATE_LIMIT_FEEDBACK,
+            what="Too many recordings",
+        )
+        container, seconds, wav = await sync_to_async(_recording_read)(request, served)
+        recording = await sync_to_async(services.recording_start)(
+            served=served,
+            user=request.user,
+            container=container,
+            seconds=seconds,
+            wav=wav,
+            request_id=request.headers.get("X-Request-ID", ""),
+        )
+    except Limited as exc:
+        response = await sync_to_async(_recording_fragment)(
+            request, served, {"recording_error": exc.message}, 429
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except services.RecordingRefused as exc:
+        return await sync_to_async(_recording_fragment)(
+            request, served, {"recording_error": exc.message}, exc.status
+        )
+    return await sync_to_async(_recording_fragment)(
+        request, served, {"recording": recording, "poll": 1}, 202
+    )
+
+
+# The page asks every second for this many seconds at most, then stops and says so.
+RECORDING_POLLS = 180
+
+
+@require_GET
+def recording_status(
+    request: HtmxHttpRequest, session_id: uuid.UUID, position: int, recording_id: int
+) -> HttpResponse:
+    """A recording's transcription, as the page polls for it: still going (another poll, at most
+    RECORDING_POLLS), the draft (put into the answer box by the page), or why it failed."""
+    served = _own_question(request, session_id, position)
+    recording = Recording.objects.filter(pk=recording_id, served=served).first()
+    if recording is None:
+        raise Http404("No such recording.")
+    try:
+        poll = int(request.GET.get("poll", "1"))
+    except ValueError:
+        poll = 1
+    context: dict[str, object] = {"recording": recording, "poll": poll + 1}
+    if recording.status == Recording.Status.PENDING and poll >= RECORDING_POLLS:
+        context = {
+            "recording_error": "The transcription is taking too long: your typed text is "
+            "untouched. Record again, or type your answer."
+        }
+    return _recording_fragment(request, served, context, 200)
+
+
 # --- mock interviews -----------------------------------------------------------------------------
 
 
@@ -560,7 +708,9 @@ async def _mock_answer_submit(request: HtmxHttpRequest, served: ServedQuestion) 
         return await sync_to_async(_session_page)(request, session, status=422, error=message)
     try:
         result = await sync_to_async(services.mock_answer_submit)(
-            served=served, text=form.cleaned_data["text"]
+            served=served,
+            text=form.cleaned_data["text"],
+            recording_id=request.POST.get("recording", ""),
         )
     except AnswerRefused as exc:
         return await sync_to_async(_session_page)(request, session, status=409, error=str(exc))

@@ -6,6 +6,7 @@
     coding      a coding problem's examples run, and a solution graded by its hidden tests
     mock        a mock interview's answers and its report
     prepared    the next question, prepared in the background (PREFETCH)
+    speech      a spoken answer's recording, transcribed in the background (free)
     base        what they share: a database step that hands its connection back, and the
                 candidate's in-flight model calls
 
@@ -36,15 +37,25 @@ from interviews.services.purchase import (
     question_next,
 )
 from interviews.services.sessions import session_end, session_start
+from interviews.services.speech import (
+    TRANSCRIPTION_FAILED,
+    RecordingRefused,
+    recording_for_answer,
+    recording_start,
+    recording_transcribe,
+    transcript_changed,
+)
 
 __all__ = [
     "IN_FLIGHT_REFUSED",
     "IN_FLIGHT_RETRY_AFTER",
     "MAX_FEEDBACK_REQUESTS",
     "MAX_POOL_COLLISIONS",
+    "TRANSCRIPTION_FAILED",
     "CodeNotRun",
     "MockAnswer",
     "NextQuestion",
+    "RecordingRefused",
     "aanswer_submit",
     "acode_answer_submit",
     "acode_grade",
@@ -60,7 +71,11 @@ __all__ = [
     "prepared_discard",
     "question_next",
     "question_prepare",
+    "recording_for_answer",
+    "recording_start",
+    "recording_transcribe",
     "report_build",
     "session_end",
     "session_start",
+    "transcript_changed",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
@@ -46,7 +46,7 @@ def feedback_request_take(*, served: ServedQuestion) -> Answer | None:
     return Answer.objects.filter(served=served).first()
 
 
-async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
+async def aanswer_submit(*, served: ServedQuestion, text: str, recording_id: str = "") -> Answer:
     """Store the answer with its feedback. Free: the question was paid for.
 
     When the feedback is unavailable and an earlier answer has feedback, nothing is replaced:
@@ -59,7 +59,7 @@ async def aanswer_submit(*, served: ServedQuestion, text: str) -> Answer:
         # May call the LLM: no transaction open, no connection held.
         feedback = await afeedback_get(question=served.question, answer=text)
     return await sync_to_async(_answer_store)(
-        served=served, earlier=earlier, text=text, feedback=feedback
+        served=served, earlier=earlier, text=text, feedback=feedback, recording_id=recording_id
     )
 
 
@@ -68,7 +68,12 @@ answer_submit = async_to_sync(aanswer_submit)
 
 @db_step
 def _answer_store(
-    *, served: ServedQuestion, earlier: Answer | None, text: str, feedback: Feedback
+    *,
+    served: ServedQuestion,
+    earlier: Answer | None,
+    text: str,
+    feedback: Feedback,
+    recording_id: str = "",
 ) -> Answer:
     if feedback.source == Answer.FeedbackSource.UNAVAILABLE and earlier and earlier.has_feedback:
         raise FeedbackUnavailable("Feedback is unavailable right now.")
@@ -84,6 +89,21 @@ def _answer_store(
                 "gaps": feedback.gaps,
                 "outline": feedback.outline,
                 "feedback_source": feedback.source,
+                **spoken_fields(served=served, recording_id=recording_id, text=text),
             },
         )
     return answer
+
+
+def spoken_fields(*, served: ServedQuestion, recording_id: str, text: str) -> dict[str, Any]:
+    """A spoken answer's recording and how much of its draft was corrected; {} for a typed
+    one (an earlier recording stays linked when the answer is improved by typing)."""
+    from interviews.services.speech import recording_for_answer, transcript_changed
+
+    recording = recording_for_answer(served=served, recording_id=recording_id)
+    if recording is None:
+        return {}
+    return {
+        "recording": recording,
+        "transcript_changed": transcript_changed(raw=recording.transcript, submitted=text),
+    }

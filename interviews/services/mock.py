@@ -35,6 +35,7 @@ from interviews.selectors import (
 
 if TYPE_CHECKING:
     pass
+from interviews.services.answers import spoken_fields
 from interviews.services.base import db_step, model_call_slot
 from interviews.services.coding import acode_grade
 from interviews.services.prepared import prepared_discard
@@ -68,7 +69,7 @@ class MockAnswer:
 
 
 @db_step
-def mock_answer_submit(*, served: ServedQuestion, text: str) -> MockAnswer:
+def mock_answer_submit(*, served: ServedQuestion, text: str, recording_id: str = "") -> MockAnswer:
     """Store a mock interview's answer as it stands (even empty: the time ran out), with the
     seconds it took, and no feedback: that comes with the report. One answer a question, taken
     until its deadline plus MOCK_GRACE_SECONDS (the page submits it at 0, and the request takes
@@ -91,6 +92,7 @@ def mock_answer_submit(*, served: ServedQuestion, text: str) -> MockAnswer:
                 "feedback_source": Answer.FeedbackSource.PENDING,
                 "seconds_used": min(allowed, max(0, round(elapsed))),
                 "timed_out": timed_out,
+                **spoken_fields(served=served, recording_id=recording_id, text=text),
             },
         )
     if not created:

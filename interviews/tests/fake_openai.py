@@ -17,11 +17,21 @@ Use the fixture from another test module with
 Behaviours (one per request, from the queue, then `default`): `ok(payload)`, `status(code)`,
 `rate_limited(retry_after=1)`, `hang(seconds)`, `malformed()`, `content(text)`, `refusal()`,
 `empty()`, `no_choices()`. `refused_base_url()` gives a base URL where nothing listens.
+
+It also serves speech to text, `POST /v1/audio/transcriptions` (multipart), from the same queue:
+`transcript(text)` answers {"text": text}, `unsupported(message)` a 400, `empty()` an empty text,
+`malformed()` a body that is not JSON, and `hang`, `status` and `rate_limited` as above; `ok(...)`
+(the default) answers DEFAULT_TRANSCRIPT. `received_transcriptions` holds the multipart fields of
+each request: model, prompt, response_format, language... and "file" as {"filename",
+"content_type", "size", "sha256"}. The `fake_transcriber` fixture points the transcription
+engine at the server (TRANSCRIBE_BACKEND=openai).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import select
 import socket
 import threading
@@ -37,11 +47,13 @@ import pytest
 from pytest_django.fixtures import Settings
 
 __all__ = [
+    "DEFAULT_TRANSCRIPT",
     "Behaviour",
     "FakeOpenAI",
     "content",
     "empty",
     "fake_openai",
+    "fake_transcriber",
     "feedback_payload",
     "hang",
     "malformed",
@@ -52,6 +64,8 @@ __all__ = [
     "refusal",
     "refused_base_url",
     "status",
+    "transcript",
+    "unsupported",
 ]
 
 Kind = Literal[
@@ -65,6 +79,8 @@ Kind = Literal[
     "empty",
     "no_choices",
     "trickle",
+    "transcript",
+    "unsupported",
 ]
 
 
@@ -79,7 +95,7 @@ class Behaviour:
     seconds: float = 0.0  # hang: how long to wait before answering
     then: Behaviour | None = None  # hang: the answer sent afterwards (if the client still waits)
     model: str | None = None  # ok: response.model (default: the model the request named)
-    text: str = ""  # content: message.content, verbatim
+    text: str = ""  # content: message.content, verbatim; transcript: the text; unsupported: why
 
 
 def ok(payload: dict[str, Any], *, model: str | None = None) -> Behaviour:
@@ -134,6 +150,21 @@ def no_choices() -> Behaviour:
     return Behaviour("no_choices")
 
 
+DEFAULT_TRANSCRIPT = (
+    "Um, so, uh, I think React re-renders a component when its state or props change."
+)
+
+
+def transcript(text: str = DEFAULT_TRANSCRIPT) -> Behaviour:
+    """A transcription: 200 with {"text": text} (counted as a success when `text` is not blank)."""
+    return Behaviour("transcript", text=text)
+
+
+def unsupported(message: str = "Unsupported value: this model does not support that.") -> Behaviour:
+    """400 with an OpenAI-style error saying what the server does not support."""
+    return Behaviour("unsupported", code=400, text=message)
+
+
 def question_payload(
     text: str = "How does React decide when to re-render a component?",
     difficulty: str = "medium",
@@ -183,6 +214,7 @@ class _State:
     successes: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    transcriptions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakeOpenAI:
@@ -223,13 +255,14 @@ class FakeOpenAI:
 
     @property
     def requests(self) -> int:
-        """Chat-completion requests received (whatever the answer)."""
+        """Requests received, chat completions and transcriptions (whatever the answer)."""
         with self._state.lock:
             return self._state.requests
 
     @property
     def successes(self) -> int:
-        """200 answers with valid JSON content actually sent to a client still listening."""
+        """200 answers with valid JSON content (or a transcript's text) actually sent to a client
+        still listening."""
         with self._state.lock:
             return self._state.successes
 
@@ -238,6 +271,13 @@ class FakeOpenAI:
         """The parsed JSON bodies of the requests received, oldest first."""
         with self._state.lock:
             return list(self._state.bodies)
+
+    @property
+    def received_transcriptions(self) -> list[dict[str, Any]]:
+        """The multipart fields of the transcription requests received, oldest first: text
+        fields as str, the file as {"filename", "content_type", "size", "sha256"}."""
+        with self._state.lock:
+            return list(self._state.transcriptions)
 
     @property
     def received_headers(self) -> list[dict[str, str]]:
@@ -283,10 +323,12 @@ class FakeOpenAI:
 
     # --- used by the handler
 
-    def _record(self, body: dict[str, Any], headers: dict[str, str]) -> Behaviour:
+    def _record(
+        self, body: dict[str, Any], headers: dict[str, str], *, transcription: bool = False
+    ) -> Behaviour:
         with self._state.lock:
             self._state.requests += 1
-            self._state.bodies.append(body)
+            (self._state.transcriptions if transcription else self._state.bodies).append(body)
             self._state.headers.append(headers)
             return self._state.queue.popleft() if self._state.queue else self.default
 
@@ -338,6 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self.path.rstrip("/").endswith("/audio/transcriptions"):
+            self._transcription(raw)
+            return
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -387,6 +432,47 @@ class _Handler(BaseHTTPRequestHandler):
                     _completion(model=model, content=json.dumps(question_payload())),
                     behaviour.seconds,
                 )
+
+    def _transcription(self, raw: bytes) -> None:
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fields = _multipart_fields(headers.get("content-type", ""), raw)
+        behaviour = self.fake._record(fields, headers, transcription=True)
+        if not self.fake._wait_resumed() or not self.fake._wait(self.fake.latency):
+            return
+        self._answer_transcription(behaviour)
+
+    def _answer_transcription(self, behaviour: Behaviour) -> None:
+        match behaviour.kind:
+            case "transcript":
+                self._send(200, {"text": behaviour.text}, success=bool(behaviour.text.strip()))
+            case "ok":
+                self._send(200, {"text": DEFAULT_TRANSCRIPT}, success=True)
+            case "empty":
+                self._send(200, {"text": ""})
+            case "unsupported":
+                body = _error(behaviour.text, "invalid_request_error")
+                self._send(400, body)
+            case "hang":
+                if self.fake._wait(behaviour.seconds) and not self._peer_gone():
+                    self._answer_transcription(behaviour.then or transcript())
+            case "malformed":
+                self._send_raw(200, b"not json {", "application/json")
+            case "status" | "rate_limited":
+                self._answer(behaviour, "")
+            case _:  # a chat completion's answer: JSON, but no transcription
+                self._send(200, {"object": "chat.completion", "choices": []})
+
+    def _send_raw(self, code: int, data: bytes, content_type: str) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            return
 
     def _trickle(self, body: dict, seconds: float) -> None:
         data = json.dumps(body).encode()
@@ -446,6 +532,40 @@ class _Handler(BaseHTTPRequestHandler):
                 self.fake._count_success(-1)
 
 
+def _multipart_fields(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body's fields, split on its boundary byte for byte (the file is
+    binary): text fields as str, files as {"filename", "content_type", "size", "sha256"}."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if match is None:
+        return {"_unparsable": content_type}
+    fields: dict[str, Any] = {}
+    for part in raw.split(b"--" + match.group(1).encode())[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        head, _, data = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        data = data.removesuffix(b"\r\n")
+        part_headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (
+                line.partition(":") for line in head.decode("utf-8", "replace").split("\r\n")
+            )
+        }
+        disposition = part_headers.get("content-disposition", "")
+        name = re.search(r'\bname="([^"]*)"', disposition)
+        filename = re.search(r'\bfilename="([^"]*)"', disposition)
+        key = name.group(1) if name else "_unnamed"
+        if filename is None:
+            fields[key] = data.decode("utf-8", "replace")
+        else:
+            fields[key] = {
+                "filename": filename.group(1),
+                "content_type": part_headers.get("content-type", ""),
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+    return fields
+
+
 @pytest.fixture(name="fake_openai")
 def fake_openai(settings: Settings) -> Iterator[FakeOpenAI]:
     """A running FakeOpenAI; the settings point the LLM client at it, with short timeouts."""
@@ -460,3 +580,16 @@ def fake_openai(settings: Settings) -> Iterator[FakeOpenAI]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(name="fake_transcriber")
+def fake_transcriber(fake_openai: FakeOpenAI, settings: Settings) -> FakeOpenAI:
+    """`fake_openai`, with the transcription engine pointed at it (TRANSCRIBE_BACKEND=openai,
+    model gpt-transcribe, a 1 s timeout per attempt)."""
+    settings.TRANSCRIBE_BACKEND = "openai"
+    settings.TRANSCRIBE_BASE_URL = fake_openai.base_url
+    settings.TRANSCRIBE_API_KEY = "test-key"
+    settings.TRANSCRIBE_MODEL = "gpt-transcribe"
+    settings.TRANSCRIBE_LANGUAGE = ""
+    settings.TRANSCRIBE_TIMEOUT_SECONDS = 1.0
+    return fake_openai
