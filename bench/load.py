@@ -1,6 +1,6 @@
 """Mockroom load benchmark: real server processes over HTTP, serving variants side by side.
 
-    SECRET_KEY=x .ci/with-postgres .venv/bin/python bench/load.py [--quick]
+    SECRET_KEY=x .ci/with-postgres .venv/bin/python bench/load.py [--quick] [--variants b,c]
 
 What it measures: how well each serving VARIANT (a gunicorn command line plus environment)
 delivers interview questions when many candidates ask at once and every question waits on a slow
@@ -30,7 +30,8 @@ what the server logged) and the machine's details, to bench/results/load.md; the
 go to bench/results/load-logs/. Progress goes to stderr. Every wait is bounded and every process
 started here is stopped at the end, also on Ctrl-C or SIGTERM. The full run takes 8 to 10
 minutes on 2 cores, 2 to 3 of them signing up 300 candidates (each signup hashes a password,
-about 0.6 s of CPU); --quick takes under 2 minutes.
+about 0.6 s of CPU); --quick takes under 2 minutes. --variants runs only the VARIANTS named by
+their letter (for example `--variants b,c`: the threaded server with the pool, and `make serve`).
 """
 
 from __future__ import annotations
@@ -1243,6 +1244,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def variant_letters() -> str:
+    return ", ".join(variant["name"].split(":", 1)[0] for variant in VARIANTS)
+
+
+def variants_chosen(letters: str) -> list[Variant]:
+    """The VARIANTS named by their letters ("b,c"), in their order; all of them for ""."""
+    wanted = {letter.strip() for letter in letters.split(",") if letter.strip()}
+    if not wanted:
+        return list(VARIANTS)
+    return [v for v in VARIANTS if v["name"].split(":", 1)[0] in wanted]
+
+
 def server_env(bench_url: str) -> dict[str, str]:
     env = dict(os.environ) | COMMON_ENV
     env["DATABASE_URL"] = bench_url
@@ -1253,8 +1266,17 @@ def server_env(bench_url: str) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="S1 only, 30 candidates")
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="only these variants, by letter, comma-separated (e.g. b,c); default: all",
+    )
     args = parser.parse_args()
     scenarios = QUICK_SCENARIOS if args.quick else SCENARIOS
+    variants = variants_chosen(args.variants)
+    if not variants:
+        log(f"--variants {args.variants!r}: no such variant (letters: {variant_letters()})")
+        return 2
     url = os.environ.get("DATABASE_URL", "")
     if urlsplit(url).scheme not in ("postgres", "postgresql", "pgsql", "postgis"):
         log("DATABASE_URL must point at PostgreSQL: run through .ci/with-postgres")
@@ -1285,8 +1307,8 @@ def main() -> int:
             needed=max(s.candidates for s in scenarios),
         )
         for index, scenario in enumerate(scenarios):
-            shift = index % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            shift = index % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 log(f"{scenario.label} | {variant['name']}")
                 results.append(run_variant(bench, variant, scenario))
         outcomes = [o for r in results if r.window for o in r.window.outcomes] + bench.warmups

@@ -6,6 +6,12 @@ from ledger.selectors import account_balance_get
 BALANCE_ATTR = "_ledger_token_balance"
 
 
+def balance_known(request: HttpRequest, balance: int) -> None:
+    """The balance this response shows is already known (a debit's balance_after, read in the
+    transaction that wrote it): the page and its badge show it without reading it again."""
+    setattr(request, BALANCE_ATTR, balance)
+
+
 def token_balance(request: HttpRequest) -> dict[str, int]:
     """`token_balance` for the badge that every logged-in page shows (one indexed lookup)."""
     user = getattr(request, "user", None)

@@ -112,11 +112,25 @@ def test_the_views_that_wait_on_the_model_answer_with_their_middleware_in_the_lo
     with hops() as seen:
         assert post(question, {"request_id": uuid.uuid4().hex}) == 200
     assert not any("process_request" in name or "process_response" in name for name in seen)
-    # Django's request_started signal, the login check (session and user), the session's
-    # ownership, the reservation (with the pool and any prepared question), the bank's pick,
-    # the capture (with the next question queued), the card with its badge, and Django's
-    # response close: one hop per short database step, none for a middleware.
-    assert len(seen) <= 8, seen
+    # Django's request_started signal, the login check (session and user, and the session the
+    # view names with @preloads), the reservation (with the pool and any prepared question),
+    # the bank's pick, the capture (with the next question queued and what the card shows),
+    # and Django's response close: one hop per short database step, none for a middleware,
+    # none for the view's own session, none for the card and its badge (rendered in the loop
+    # from what the capture returned: a query there would be stopped by the async-safety
+    # check, and the card rendered in a thread, an eighth hop).
+    assert seen == [
+        "Signal.asend.<locals>.sync_send",
+        "_is_authenticated",
+        "_question_start",
+        "BankSource.pick",
+        "_capture",
+        "HttpResponseBase.close",
+    ], seen
+    # Another candidate's session is a 404 from the login check's hop, nothing charged.
+    other = session_start(user=make_user(tokens=3), topic=Topic.objects.get(slug="python"))
+    elsewhere = reverse("interviews:question_next", kwargs={"session_id": other.pk})
+    assert post(elsewhere, {"request_id": uuid.uuid4().hex}) == 404
     answer = reverse("interviews:answer", kwargs={"session_id": practice.pk, "position": 1})
     assert post(answer, {"text": "A generator yields values lazily, one at a time."}) == 200
     follow_up = reverse("interviews:follow_up", kwargs={"session_id": practice.pk, "position": 1})
@@ -127,6 +141,35 @@ def test_the_views_that_wait_on_the_model_answer_with_their_middleware_in_the_lo
     assert (
         sync.async_to_sync(AsyncClient().post)(question, {"request_id": "x" * 32}).status_code
         == 302
+    )
+
+
+def test_the_worker_builds_the_model_client_at_start_up_and_closes_it_at_shutdown(settings):
+    """The ASGI lifespan (uvicorn sends it before the first request): the model's client for
+    the worker's event loop and the session templates are ready before anyone asks."""
+    import asyncio
+
+    from asgiref.testing import ApplicationCommunicator
+
+    from interviews.llm import transport
+
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # never called: only built
+
+    async def lifespan() -> tuple[str, int, str, int]:
+        communicator = ApplicationCommunicator(application, {"type": "lifespan"})
+        await communicator.send_input({"type": "lifespan.startup"})
+        started = await communicator.receive_output(timeout=10)
+        clients = len(transport._clients.get(asyncio.get_running_loop(), {}))
+        await communicator.send_input({"type": "lifespan.shutdown"})
+        stopped = await communicator.receive_output(timeout=10)
+        left = len(transport._clients.get(asyncio.get_running_loop(), {}))
+        return started["type"], clients, stopped["type"], left
+
+    assert sync.async_to_sync(lifespan)() == (
+        "lifespan.startup.complete",
+        1,
+        "lifespan.shutdown.complete",
+        0,
     )
 
 

@@ -54,9 +54,10 @@ from interviews.models import (
     question_fingerprint,
 )
 from interviews.selectors import (
+    PoolProgress,
     PoolState,
+    capture_state_get,
     mock_question_open,
-    pool_cycle_get,
     pool_state_get,
 )
 from ledger.exceptions import HoldNotPending
@@ -84,6 +85,16 @@ MAX_POOL_COLLISIONS = 20
 class NextQuestion:
     served: ServedQuestion
     replay: bool  # the same request id again: the question it already bought, not charged again
+    # A question just bought: the pool's progress as its capture left it (read in the capture's
+    # transaction, so the page shows it without reading it again). None for a replay and for a
+    # follow-up (it does not count in the pool).
+    progress: PoolProgress | None = None
+
+
+@dataclass(frozen=True)
+class _Captured:
+    served: ServedQuestion  # with its question and debit, its `label` set, no answer yet
+    progress: PoolProgress
 
 
 @db_step
@@ -143,10 +154,10 @@ async def aquestion_next(
         # same request id) got its 409 from hold_reserve above, never a 429.
         calls_model = source.calls_model and prepared is None
         async with model_call_slot(user_id=session.user_id, calls_model=calls_model):
-            served = await _propose_and_capture(
+            captured = await _propose_and_capture(
                 session=session, hold=hold, pool=pool, source=source, prepared=prepared
             )
-    return NextQuestion(served=served, replay=False)
+    return NextQuestion(served=captured.served, replay=False, progress=captured.progress)
 
 
 question_next = async_to_sync(aquestion_next)
@@ -328,7 +339,7 @@ async def _propose_and_capture(
     pool: PoolState,
     source: QuestionSource,
     prepared: Proposal | None = None,
-) -> ServedQuestion:
+) -> _Captured:
     async def propose() -> Proposal:
         nonlocal prepared
         if prepared is not None:  # the prepared question first; the source if it is refused
@@ -336,7 +347,7 @@ async def _propose_and_capture(
             return proposal
         return await source.propose(session=session, pool=pool)
 
-    async def capture(proposal: Proposal) -> ServedQuestion:
+    async def capture(proposal: Proposal) -> _Captured:
         return await sync_to_async(_capture)(
             session=session, hold=hold, proposal=proposal, pool=pool
         )
@@ -350,13 +361,13 @@ async def _propose_and_capture(
     )
 
 
-async def _proposed_until_captured(
+async def _proposed_until_captured[T](
     *,
     propose: Callable[[], Awaitable[Proposal]],
-    capture: Callable[[Proposal], Awaitable[ServedQuestion]],
+    capture: Callable[[Proposal], Awaitable[T]],
     pool_changed: Callable[[], Awaitable[None]] | None = None,
     flow: str,
-) -> ServedQuestion:
+) -> T:
     """Propose, then capture: an unusable proposal (Reason.asks_again) or a repeat is proposed
     again, free, LLM_MAX_REGENERATIONS times; a capture that another request of the candidate
     beat (PoolChanged) is tried again without using one up, MAX_POOL_COLLISIONS times."""
@@ -393,7 +404,7 @@ async def _proposed_until_captured(
 @db_step
 def _capture(
     *, session: InterviewSession, hold: Hold, proposal: Proposal, pool: PoolState
-) -> ServedQuestion:
+) -> _Captured:
     try:
         capture = hold_capture(
             hold=hold,
@@ -422,8 +433,9 @@ def _store(
     pool: PoolState,
     hold: Hold,
     debit: LedgerEntry,
-) -> ServedQuestion:
-    """Inside the capture transaction, under the account lock: store what was bought.
+) -> _Captured:
+    """Inside the capture transaction, under the account lock: store what was bought, and what
+    the page shows with it (its number, the pool's progress: no need to read them again).
 
     The database's unique constraints (a question once per pass, a position once per session, a
     wording once per topic) catch a concurrent request that got there first; raising rolls the
@@ -432,33 +444,37 @@ def _store(
     user, topic = session.user, session.topic
     if session.is_mock:
         mock_question_check(session=session)  # raising rolls the capture back: not charged
-    if pool_cycle_get(user=user, topic=topic) != pool.cycle:
-        raise PoolChanged("the pool recycled meanwhile")
     question = proposal.question
+    # A generated question joins the topic's pool (the same wording is the same question).
+    fingerprint = question_fingerprint(proposal.spec.text) if question is None else None
+    # The pass, the session's counts, the pool's progress and any question of the topic with
+    # this wording, in one query under the lock.
+    state = capture_state_get(session=session, fingerprint=fingerprint)
+    if state.cycle != pool.cycle:
+        raise PoolChanged("the pool recycled meanwhile")
+    added_to_pool = False
     if question is None:
-        # A generated question joins the topic's pool (the same wording is the same question).
-        spec = proposal.spec
-        fingerprint = question_fingerprint(spec.text)
-        question = Question.objects.filter(topic=topic, fingerprint=fingerprint).first()
+        question = Question.objects.get(pk=state.wording) if state.wording else None
         if question is None:
             question = Question.objects.create(
                 topic=topic,
                 **proposal.question_fields(),
             )
+            added_to_pool = question.is_active and question.follows_id is None
         elif ServedQuestion.objects.filter(question=question, user=user).exists():
             raise AlreadyServed("already served to this candidate in this topic")
-    return ServedQuestion.objects.create(
+    cycle = pool.cycle + 1 if proposal.pool_reset else pool.cycle
+    progress = state.progress_after(cycle=cycle, added_to_pool=added_to_pool)
+    served = ServedQuestion.objects.create(
         session=session,
         user=user,
         topic=topic,
         question=question,
-        position=session.served.count() + 1,
-        cycle=pool.cycle + 1 if proposal.pool_reset else pool.cycle,
-        pool_reset_size=(
-            Question.objects.filter(topic=topic, is_active=True, follows=None).count()
-            if proposal.pool_reset
-            else None
-        ),
+        position=state.served + 1,
+        cycle=cycle,
+        pool_reset_size=progress.size if proposal.pool_reset else None,
         hold=hold,
         debit=debit,
     )
+    served.label = str(state.asked + 1)  # a first-level question: the next number
+    return _Captured(served=served, progress=progress)

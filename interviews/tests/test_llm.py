@@ -117,6 +117,48 @@ def test_the_avoid_list_is_capped_and_each_question_truncated(fake_openai: FakeO
     assert all(len(line.split(". ", 1)[1]) <= llm.MAX_AVOID_CHARS for line in lines)
 
 
+def test_the_body_is_sent_as_the_sdk_would_send_it() -> None:
+    """The client's post sends the body as it is (interviews.llm.transport.request_body): the
+    SDK's parameter transform, which chat.completions.create() applies, changes nothing in
+    it, for every kind of request we make."""
+    from openai._utils import maybe_transform
+    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+
+    from interviews.llm import prompts
+    from interviews.llm.transport import request_body
+
+    requests = [
+        (
+            prompts.question_messages(
+                topic="Python", difficulty="hard", avoid=["What is a generator?"], focus=["GIL"]
+            ),
+            prompts.QUESTION_RESPONSE_FORMAT,
+        ),
+        (
+            prompts.follow_up_messages(
+                question="What is a generator?",
+                key_points=["lazy", "yield"],
+                missed=["yield"],
+                answer="It is lazy.",
+                difficulty="medium",
+            ),
+            prompts.QUESTION_RESPONSE_FORMAT,
+        ),
+        (
+            prompts.feedback_messages(
+                question="What is a generator?",
+                key_points=["lazy", "yield"],
+                outline="Lazy, with yield.",
+                answer="It is lazy.",
+            ),
+            prompts.FEEDBACK_RESPONSE_FORMAT,
+        ),
+    ]
+    for messages, response_format in requests:
+        body = request_body(messages=messages, response_format=response_format, max_tokens=500)
+        assert maybe_transform(body, CompletionCreateParamsNonStreaming) == body
+
+
 def test_model_name_comes_from_the_response(fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(ok(question_payload(), model="llama3.1:8b"))
 

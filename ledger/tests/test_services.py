@@ -100,6 +100,56 @@ def test_reserve_capture_charges_one_token(make_user):
     assert Hold.objects.get().status == Hold.Status.CAPTURED
 
 
+def stored_fields(instance) -> dict:
+    """Every column of `instance` as the database holds it, and as the instance says."""
+    fresh = type(instance).objects.get(pk=instance.pk)
+    names = [field.attname for field in type(instance)._meta.concrete_fields]
+    return {
+        "stored": {name: getattr(fresh, name) for name in names},
+        "returned": {name: getattr(instance, name) for name in names},
+    }
+
+
+@pytest.mark.parametrize("written_out", [True, False], ids=["statements", "orm"])
+def test_a_purchase_writes_what_it_returns_with_its_statements_or_the_orm(
+    make_user, monkeypatch, written_out
+):
+    """The purchase's statements written out for PostgreSQL (ledger.services) and the ORM
+    (other databases) write the same rows, and return them as stored."""
+    monkeypatch.setattr(services, "_fast", lambda: written_out)
+    user = make_user(tokens=2)
+    account = user.token_account
+    reservation = services.hold_reserve(
+        account=account, request_id="r1", purpose="question:1", actor=user
+    )
+    hold_entry = account.entries.get(kind=Kind.HOLD)
+    assert (hold_entry.hold_id, hold_entry.held_delta, hold_entry.actor_label) == (
+        reservation.hold.pk,
+        1,
+        user.email,
+    )
+    capture = services.hold_capture(hold=reservation.hold, reason="Question", actor=user)
+    for instance in (reservation.hold, capture.entry):
+        fields = stored_fields(instance)
+        assert fields["stored"] == fields["returned"]
+        assert not instance._state.adding
+    account.refresh_from_db()
+    assert (account.balance, account.held, account.version) == (1, 0, 3)
+    # A request id seen before inserts nothing: the same again replays, another purpose
+    # conflicts, and with no token left a new one is refused.
+    again = services.hold_reserve(
+        account=account, request_id="r1", purpose="question:1", actor=user
+    )
+    assert (again.replay, again.hold.pk) == (True, reservation.hold.pk)
+    with pytest.raises(RequestConflict):
+        services.hold_reserve(account=account, request_id="r1", purpose="question:2", actor=user)
+    services.hold_capture(hold=reserve(account, "r2").hold, reason="Question")
+    with pytest.raises(InsufficientTokens):
+        reserve(account, "r3")
+    assert Hold.objects.count() == 2
+    assert account_problem_list() == []
+
+
 def test_capture_stores_the_record_in_the_same_transaction(make_user):
     account = make_user(tokens=1).token_account
     hold = reserve(account).hold
