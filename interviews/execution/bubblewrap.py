@@ -57,6 +57,9 @@ SANDBOX_TMP = "/tmp"  # noqa: S108
 # The interpreter's own start-up footprint, allowed on top of Limits.memory_mb (RLIMIT_DATA), and
 # what it reserves without using (RLIMIT_AS is then a backstop for memory RLIMIT_DATA does not
 # count, such as shared mappings). Node reserves ~700 MB of address space at start for V8.
+# The runs' CPU priority (nice): below the app's own processes.
+RUN_NICENESS = 10
+
 RUNTIME_DATA_MB = {"python": 32, "javascript": 64}
 RUNTIME_RESERVED_MB = {"python": 128, "javascript": 1024}
 # Python's main stack, for deep recursion (the harness raises the recursion limit).
@@ -137,6 +140,10 @@ class BubblewrapExecutor(Executor):
             raise _Unavailable("bwrap is not installed (apt-get install bubblewrap)")
         self._prlimit = _which("prlimit")
         self._timeout = _which("timeout")
+        # Candidates' code runs at a lower CPU priority than the web server, so a burst of runs
+        # slows the runs, not every other candidate's pages (coreutils' nice).
+        nice = _which("nice")
+        self._nice = [nice, "-n", str(RUN_NICENESS)] if nice else []
         if self._prlimit is None or self._timeout is None:
             raise _Unavailable("prlimit (util-linux) and timeout (coreutils) are needed")
         for path in (self._prlimit, self._timeout):
@@ -319,6 +326,7 @@ class BubblewrapExecutor(Executor):
             address_mb += PYTHON_STACK_MB
         rlimits.append(f"--as={address_mb << 20}")
         return [
+            *self._nice,
             *self._drop,
             self._bwrap or "bwrap",
             *self._sandbox_args,
