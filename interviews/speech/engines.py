@@ -260,12 +260,18 @@ _import_failed = False
 _run_lock = threading.Lock()
 
 
+_found: dict[str, bool] = {}  # module name -> importable (every question card asks)
+
+
 def _importable(name: str) -> bool:
-    """Whether `name` can be imported, without importing it (the web processes only ask)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
-        return False
+    """Whether `name` can be imported, without importing it (the web processes only ask; the
+    answer is kept until engine_reset)."""
+    if name not in _found:
+        try:
+            _found[name] = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+            _found[name] = False
+    return _found[name]
 
 
 def _faster_whisper() -> Any:
@@ -453,6 +459,7 @@ def engine_reset() -> None:
     """Forget the engines made (tests), and the local engine's failures to import or load; the
     loaded models stay."""
     global _import_failed
+    _found.clear()
     with _engines_lock:
         _engines.clear()
     with _model_lock:
