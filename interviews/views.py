@@ -2,6 +2,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -406,21 +407,34 @@ async def answer_submit(
     if served.question.is_code:
         return await _code_answer_submit(request, served)
     form = AnswerForm(request.POST, auto_id=f"answer-{position}-%s")
-    status = 422
-    retry_after = None
+    return await _answer_submitted(
+        request,
+        served,
+        form,
+        submit=lambda data: services.aanswer_submit(
+            served=served, text=data["text"], recording_id=request.POST.get("recording", "")
+        ),
+        what="Too many feedback requests",
+    )
+
+
+async def _answer_submitted(
+    request: HtmxHttpRequest,
+    served: ServedQuestion,
+    form: AnswerForm | CodeAnswerForm,
+    *,
+    submit: Callable[[dict[str, Any]], Awaitable[object]],
+    what: str,
+) -> HttpResponse:
+    """A valid answer (typed, spoken or code) rate-limited and submitted; the card back with its
+    feedback, or with the form, the text as typed and what was wrong. Free."""
+    status, retry_after = 422, None
     if form.is_valid():
         try:
             await arate_limit(
-                request,
-                action="feedback",
-                rates=settings.RATE_LIMIT_FEEDBACK,
-                what="Too many feedback requests",
+                request, action="feedback", rates=settings.RATE_LIMIT_FEEDBACK, what=what
             )
-            await services.aanswer_submit(
-                served=served,
-                text=form.cleaned_data["text"],
-                recording_id=request.POST.get("recording", ""),
-            )
+            await submit(form.cleaned_data)
         except Limited as exc:  # the form comes back with the text typed and the message
             form.add_error("text", exc.message)
             status, retry_after = 429, exc.retry_after
@@ -480,30 +494,15 @@ async def _code_answer_submit(request: HtmxHttpRequest, served: ServedQuestion) 
     form = CodeAnswerForm(
         request.POST, question=served.question, auto_id=f"answer-{served.position}-%s"
     )
-    status, retry_after = 422, None
-    if form.is_valid():
-        try:
-            await arate_limit(
-                request,
-                action="feedback",
-                rates=settings.RATE_LIMIT_FEEDBACK,
-                what="Too many submissions",
-            )
-            await services.acode_answer_submit(
-                served=served, code=form.cleaned_data["text"], note=form.cleaned_data["note"]
-            )
-        except Limited as exc:
-            form.add_error("text", exc.message)
-            status, retry_after = 429, exc.retry_after
-        except FeedbackLimitReached as exc:
-            form.add_error("text", str(exc))
-            status = 429
-    if form.is_valid() and not request.htmx:
-        return see_other(served.get_absolute_url())
-    response = await sync_to_async(_answer_page)(request, served, form, status)
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    return response
+    return await _answer_submitted(
+        request,
+        served,
+        form,
+        submit=lambda data: services.acode_answer_submit(
+            served=served, code=data["text"], note=data["note"]
+        ),
+        what="Too many submissions",
+    )
 
 
 @require_POST
