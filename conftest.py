@@ -8,8 +8,9 @@ from django.test import override_settings
 
 from config.testing import atomic_baseline_record, question_bank_copy
 
-# The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM.
-pytest_plugins = ["interviews.tests.fake_openai"]
+# The fake OpenAI-compatible server (fixture `fake_openai`) for any test that needs the LLM, and
+# the fake Stripe API (fixture `fake_stripe`) for purchases.
+pytest_plugins = ["interviews.tests.fake_openai", "payments.tests.fake_stripe"]
 
 _emails = itertools.count(1)
 

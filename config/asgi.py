@@ -108,6 +108,9 @@ async def stopping() -> None:
 
 def application_get() -> ASGIHandler:
     get_asgi_application()  # django.setup(), as Django's own entry point does
+    from config.checks import checks_enforce
+
+    checks_enforce()
     import interviews.llm  # noqa: F401  (the model's client package and its schemas, built now)
 
     # The code sandbox is probed as the server starts, not on a candidate's first run: where it

@@ -78,3 +78,19 @@ def check_security_middleware(
         for path, check in REQUIRED_MIDDLEWARE.items()
         if not any(isinstance(m, type) and issubclass(m, import_string(path)) for m in installed)
     ]
+
+
+def checks_enforce() -> None:
+    """Refuse to start a server whose settings fail a system check (an Error, not silenced):
+    `runserver` and management commands run the checks themselves, gunicorn and uvicorn do
+    not. Deploy-only checks stay `check --deploy`'s."""
+    from django.core.checks import run_checks
+    from django.core.management.base import SystemCheckError
+
+    serious = [message for message in run_checks() if message.is_serious()]
+    serious = [message for message in serious if not message.is_silenced()]
+    if serious:
+        raise SystemCheckError(
+            "The server does not start: system check errors.\n"
+            + "\n".join(str(message) for message in serious)
+        )

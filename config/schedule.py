@@ -11,6 +11,7 @@ from accounts.tasks import sessions_clear_expired
 from config.tasks import task_results_prune
 from interviews.tasks import prepared_questions_discard
 from ledger.tasks import holds_expire_due, ledger_verify
+from payments.tasks import purchases_check
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,6 +36,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic(task=holds_expire_due, every=timedelta(minutes=1)),
     # Questions prepared in the background that nobody asked for in time.
     Periodic(task=prepared_questions_discard, every=timedelta(minutes=1)),
+    # Purchases whose webhook never came, and paid ones not granted (alerts staff).
+    Periodic(task=purchases_check, every=timedelta(minutes=5)),
     Periodic(task=sessions_clear_expired, every=timedelta(days=1)),
     # Alerts staff (an ERROR log line and an email) when an account does not reconcile.
     Periodic(task=ledger_verify, every=timedelta(days=1)),

@@ -101,6 +101,9 @@ class Hold(models.Model):
         return f"Hold {self.pk} ({self.status}) {self.request_id}"
 
 
+_PURCHASE_KINDS = ["purchase", "reversal", "reinstate"]
+
+
 class LedgerEntryQuerySet(models.QuerySet["LedgerEntry"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise LedgerEntryImmutable("Ledger entries are append-only: they cannot be updated.")
@@ -120,6 +123,12 @@ class LedgerEntry(models.Model):
         EXPIRE = "expire", "Expire"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
+        # Tokens paid for by an external purchase (`purchase` names it; one per purchase), taken
+        # back when the payment is refunded or disputed (never more than is unspent), and given
+        # back when a dispute is won (exactly what the dispute took).
+        PURCHASE = "purchase", "Purchase"
+        REVERSAL = "reversal", "Taken back"
+        REINSTATE = "reinstate", "Given back"
         # A zero-delta note. No code writes it any more; entries written with it stay, as all
         # history does (the value is what they were stored with).
         NOTE = "pool_reset", "Note"
@@ -130,6 +139,7 @@ class LedgerEntry(models.Model):
         ADMIN = "admin", "Admin"
         COMMAND = "command", "Command"
         SYSTEM = "system", "System"
+        PAYMENT = "payment", "Payment"
 
     RESOLVING_KINDS = (Kind.DEBIT, Kind.RELEASE, Kind.EXPIRE)
 
@@ -160,7 +170,12 @@ class LedgerEntry(models.Model):
     corrects = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="corrections"
     )
+    # The external purchase a purchase, reversal or reinstate entry belongs to: an id the
+    # selling app owns (the ledger knows no payment provider), so no foreign key.
+    purchase = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    PURCHASE_KINDS = (Kind.PURCHASE, Kind.REVERSAL, Kind.REINSTATE)
 
     objects = LedgerEntryQuerySet.as_manager()
 
@@ -186,6 +201,19 @@ class LedgerEntry(models.Model):
                 name="ledger_entry_after_is_valid",
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="ledger_entry_version_gte_1"),
+            # One grant per purchase, whoever fulfils it (the webhook, its retries, the success
+            # page) and however many times.
+            models.UniqueConstraint(
+                fields=["purchase"],
+                condition=Q(kind="purchase"),
+                name="ledger_entry_one_grant_per_purchase",
+            ),
+            # A purchase's entries name it; no other entry names one.
+            models.CheckConstraint(
+                condition=Q(kind__in=_PURCHASE_KINDS, purchase__isnull=False)
+                | (~Q(kind__in=_PURCHASE_KINDS) & Q(purchase__isnull=True)),
+                name="ledger_entry_purchase_kinds_name_a_purchase",
+            ),
         ]
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="ledger_entry_newest"),
@@ -193,6 +221,11 @@ class LedgerEntry(models.Model):
             models.Index(fields=["kind", "-created_at"], name="ledger_entry_kind_newest"),
             models.Index(fields=["source", "-created_at"], name="ledger_entry_source_newest"),
             models.Index(fields=["request_id"], name="ledger_entry_request_id"),
+            models.Index(
+                fields=["purchase"],
+                name="ledger_entry_purchase",
+                condition=Q(purchase__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 from django.db import connection, transaction
 from django.db.models import (
     Count,
+    F,
     IntegerField,
     Max,
     Min,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -32,6 +34,7 @@ CANDIDATE_VISIBLE_KINDS = (
     LedgerEntry.Kind.REFUND,
     LedgerEntry.Kind.ADJUSTMENT,
     LedgerEntry.Kind.NOTE,
+    *LedgerEntry.PURCHASE_KINDS,
 )
 
 
@@ -61,7 +64,9 @@ def account_problem_list(*, account_ids: list[int] | None = None) -> list[Accoun
     """Reconcile every account against its entries and holds. Empty list: the ledger is sound.
 
     For each account: balance == sum of balance deltas, held == sum of held deltas == amount of
-    pending holds, versions 1..N without a gap, and the last entry's balance/held after match.
+    pending holds, versions 1..N without a gap, and the last entry's balance/held after match;
+    and for each purchase it was paid for, one grant, and what is left of it (granted - taken
+    back + given back) between 0 and the grant.
     """
     zero = Value(0, output_field=IntegerField())
     accounts = TokenAccount.objects.annotate(
@@ -87,6 +92,7 @@ def account_problem_list(*, account_ids: list[int] | None = None) -> list[Accoun
             version=Subquery(account_version[:1])
         ).values_list("account_id", "balance_after", "held_after")
     }
+    purchases = _purchase_problems(entries)
     found = []
     for account in accounts.iterator(chunk_size=2000):
         problems = []
@@ -115,9 +121,33 @@ def account_problem_list(*, account_ids: list[int] | None = None) -> list[Accoun
                 f"last entry says balance {after[0]}, held {after[1]}; "
                 f"account says {account.balance}, {account.held}"
             )
+        problems.extend(purchases.get(account.pk, ()))
         if problems:
             found.append(AccountProblem(account.pk, account.email, tuple(problems)))
     return found
+
+
+def _purchase_problems(entries: QuerySet[LedgerEntry]) -> dict[int, list[str]]:
+    """Per account, what is wrong with its purchases: per purchase, one grant, and granted -
+    taken back + given back between 0 and the grant."""
+    kind = LedgerEntry.Kind
+    rows = (
+        entries.filter(purchase__isnull=False)
+        .values("account_id", "purchase")
+        .annotate(
+            grants=Count("id", filter=Q(kind=kind.PURCHASE)),
+            granted=Sum("balance_delta", filter=Q(kind=kind.PURCHASE), default=0),
+            net=Sum("balance_delta"),
+        )
+        .exclude(grants=1, net__gte=0, net__lte=F("granted"))
+    )
+    problems: dict[int, list[str]] = {}
+    for row in rows:
+        problems.setdefault(row["account_id"], []).append(
+            f"purchase {row['purchase']}: {row['grants']} grant(s) of {row['granted']} token(s), "
+            f"{row['net']} left after what was taken back and given back (must be 0 to the grant)"
+        )
+    return problems
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ A purchase is paid in two short transactions, like a card authorisation:
     hold_expire_due   the sweeper: pending holds past expires_at -> expired; nothing is ever lost
 
 Every function owns one durable transaction, locks the account first and the hold second (one
-fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction. Two
-take part in their caller's transaction instead: account_open and account_grant, so that the
-caller's own record (a new user; the welcome-grant decision) commits with the entry or not at all.
+fixed order, so two resolvers cannot deadlock), and writes its entry in that transaction. Some
+take part in their caller's transaction instead: account_open, account_grant and the purchase_*
+functions, so that the caller's own record (a new user; the welcome-grant decision; a purchase)
+commits with the entry or not at all.
 Refusals are exceptions from ledger.exceptions, raised after the transaction has ended.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from ledger.exceptions import (
@@ -92,11 +95,11 @@ WITH account AS (
 )
 INSERT INTO {LedgerEntry._meta.db_table} (
     account_id, kind, balance_delta, held_delta, balance_after, held_after, version, actor_id,
-    actor_label, source, reason, request_id, hold_id, corrects_id, created_at
+    actor_label, source, reason, request_id, hold_id, corrects_id, purchase, created_at
 )
 SELECT account.id, %(kind)s, %(balance_delta)s, %(held_delta)s, %(balance)s, %(held)s,
     %(version)s, %(actor)s, %(actor_label)s, %(source)s, %(reason)s, %(request_id)s, %(hold)s,
-    %(corrects)s, %(now)s
+    %(corrects)s, %(purchase)s, %(now)s
 FROM account
 RETURNING id
 """  # noqa: S608
@@ -161,6 +164,7 @@ def _append(
     request_id: str = "",
     hold: Hold | None = None,
     corrects: LedgerEntry | None = None,
+    purchase: uuid.UUID | None = None,
 ) -> LedgerEntry:
     """Apply a change to a locked account and write its entry: the one place both happen."""
     account.balance += balance_delta
@@ -181,6 +185,7 @@ def _append(
         request_id=request_id,
         hold=hold,
         corrects=corrects,
+        purchase=purchase,
     )
     if not _fast():
         account.save(update_fields=["balance", "held", "version", "updated_at"])
@@ -204,6 +209,7 @@ def _append(
         "request_id": request_id,
         "hold": entry.hold_id,
         "corrects": entry.corrects_id,
+        "purchase": purchase,
     }
     with connection.cursor() as cursor:
         cursor.execute(_APPEND_SQL, params)
@@ -412,6 +418,112 @@ def account_adjust(
         actor=actor,
         reason=reason,
         corrects=corrects,
+    )
+
+
+# --- purchases: tokens paid for outside the ledger -------------------------------------------
+#
+# The app that sells tokens owns the purchase (its id, what was paid, its refunds); the ledger
+# owns what the purchase did to the balance, in entries naming the purchase: one PURCHASE grant,
+# REVERSAL entries taking tokens back (a refund, a dispute), REINSTATE entries giving back what a
+# dispute took. Per purchase, granted - reversed + reinstated stays between 0 and the grant
+# (ledger_verify proves it). These run in the caller's transaction, like account_grant, so that
+# the caller's record of the purchase commits with the entries or not at all.
+
+
+@dataclass(frozen=True)
+class TakeBack:
+    entry: LedgerEntry | None  # None when nothing could be taken
+    wanted: int
+    taken: int
+
+    @property
+    def shortfall(self) -> int:
+        """Tokens wanted back that were already spent (or are held by a pending question)."""
+        return self.wanted - self.taken
+
+
+def purchase_totals(*, purchase: uuid.UUID) -> tuple[int, int]:
+    """(tokens the purchase granted, tokens of it the account still has from it: the grant less
+    what was taken back, plus what was given back)."""
+    totals = LedgerEntry.objects.filter(purchase=purchase).aggregate(
+        granted=Sum("balance_delta", filter=Q(kind=Kind.PURCHASE), default=0),
+        net=Sum("balance_delta", default=0),
+    )
+    return totals["granted"], totals["net"]
+
+
+@transaction.atomic
+def purchase_grant(
+    *, account_id: int, purchase: uuid.UUID, amount: int, reason: str
+) -> LedgerEntry | None:
+    """The tokens an external purchase paid for: once per purchase. None, writing nothing, when
+    the purchase was granted already (the database also refuses a second grant)."""
+    amount = _positive_amount(amount)
+    reason = _required_reason(reason)
+    locked = _lock(account_id)
+    # Under the account's lock: a grant of this purchase committed meanwhile is seen here.
+    if LedgerEntry.objects.filter(purchase=purchase, kind=Kind.PURCHASE).exists():
+        return None
+    return _append(
+        account=locked,
+        kind=Kind.PURCHASE,
+        source=Source.PAYMENT,
+        balance_delta=amount,
+        reason=reason,
+        purchase=purchase,
+    )
+
+
+@transaction.atomic
+def purchase_take_back(
+    *, account_id: int, purchase: uuid.UUID, wanted: int, reason: str, actor: User | None = None
+) -> TakeBack:
+    """Take back up to `wanted` tokens of a purchase: never more than the account has unspent
+    (its balance less what pending holds reserve: a balance never goes below zero) nor than it
+    still has from this purchase. What could not be taken is the caller's shortfall to record."""
+    wanted = _positive_amount(wanted)
+    reason = _required_reason(reason)
+    locked = _lock(account_id)
+    granted, net = purchase_totals(purchase=purchase)
+    if not granted:
+        raise NotCorrectable(f"Purchase {purchase} was never granted: nothing to take back.")
+    taken = max(0, min(wanted, locked.available, net))
+    entry = None
+    if taken:
+        entry = _append(
+            account=locked,
+            kind=Kind.REVERSAL,
+            source=Source.PAYMENT if actor is None else Source.ADMIN,
+            balance_delta=-taken,
+            actor=actor,
+            reason=reason,
+            purchase=purchase,
+        )
+    return TakeBack(entry=entry, wanted=wanted, taken=taken)
+
+
+@transaction.atomic
+def purchase_reinstate(
+    *, account_id: int, purchase: uuid.UUID, amount: int, reason: str
+) -> LedgerEntry:
+    """Give back tokens taken from a purchase (a dispute won): never past what it granted."""
+    amount = _positive_amount(amount)
+    reason = _required_reason(reason)
+    locked = _lock(account_id)
+    granted, net = purchase_totals(purchase=purchase)
+    if net + amount > granted:
+        raise NotCorrectable(
+            f"Purchase {purchase} granted {granted} token(s) and the account has {net} of them: "
+            f"giving back {amount} would exceed the grant."
+        )
+    return _append(
+        account=locked,
+        kind=Kind.REINSTATE,
+        source=Source.PAYMENT,
+        balance_delta=amount,
+        reason=reason,
+        purchase=purchase,
     )
 
 

@@ -44,6 +44,7 @@ def test_the_schedule_runs_the_sweepers():
     assert {(p.task.name, p.every) for p in SCHEDULE} == {
         ("holds_expire_due", timedelta(minutes=1)),
         ("prepared_questions_discard", timedelta(minutes=1)),
+        ("purchases_check", timedelta(minutes=5)),
         ("sessions_clear_expired", timedelta(days=1)),
         ("ledger_verify", timedelta(days=1)),
         ("task_results_prune", timedelta(days=1)),
