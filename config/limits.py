@@ -156,6 +156,15 @@ def _now() -> float:
     return time.time()
 
 
+def _refused(*, rate: bool) -> None:
+    """Count a refusal (mockroom_refusals). config.metrics is imported here, not above: the
+    settings import this module before reading .env, and prometheus_client must not start
+    before PROMETHEUS_MULTIPROC_DIR is known."""
+    from config.metrics import Refusal, refusal_count
+
+    refusal_count(Refusal.RATE if rate else Refusal.IN_FLIGHT)
+
+
 # --- Where the counters live ---------------------------------------------------------------------
 #
 # With REDIS_URL: Redis itself, through redis-py's asyncio client (one per event loop), so that a
@@ -292,6 +301,7 @@ async def arate_limit(request: HttpRequest, *, action: str, rates: str, what: st
         default=0,
     )  # fmt: skip
     if wait:
+        _refused(rate=True)
         raise refusal(what, wait)
 
 
@@ -322,6 +332,7 @@ async def in_flight(
         yield
         return
     if slot is None:
+        _refused(rate=False)
         raise refusal(what, retry_after)
     try:
         yield

@@ -1,3 +1,4 @@
+import hmac
 import sys
 from contextlib import suppress
 
@@ -5,7 +6,13 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseNotFound,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.templatetags.static import static
@@ -13,8 +20,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.defaults import server_error as django_server_error
 from django_htmx.http import reswap, retarget
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from config.exposition import metrics_text
 from config.limits import Limited, parse_rates, refusal
+from config.metrics import Refusal, refusal_count
 
 # What a request that could not reach the database is told. Nothing was charged: every change of
 # a balance is one transaction, and a hold whose release could not be written expires by itself.
@@ -49,6 +59,21 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @login_not_required
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics (README, "Metrics") for a scraper sending "Authorization: Bearer
+    <METRICS_TOKEN>". Anyone else gets a bare 404 (no page rendered, nothing read), as does
+    everyone while METRICS_TOKEN is unset."""
+    token = settings.METRICS_TOKEN
+    given = request.headers.get("Authorization", "").encode()
+    if not token or not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        return HttpResponseNotFound()
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_not_required
 @require_GET
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on pages that name no icon: send them to ours."""
@@ -63,6 +88,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     """
     if not isinstance(sys.exc_info()[1], DatabaseError):
         return django_server_error(request)
+    refusal_count(Refusal.DATABASE)
     if request.headers.get("HX-Request") == "true":
         html = f'<div class="alert alert-error" role="alert">{DATABASE_BUSY}</div>'
         response = reswap(retarget(HttpResponse(html, status=503), "#question-alert"), "innerHTML")
@@ -108,7 +134,8 @@ def too_many_requests(request: HttpRequest, exception: Limited | None = None) ->
     """handler429: the page for a request a rate limit refused, with Retry-After. django-allauth
     calls it with the request alone when its own limits (signup, login, password reset) refuse.
     """
-    if exception is None:
+    if exception is None:  # ours are counted where they are refused (config.limits)
+        refusal_count(Refusal.RATE)
         exception = refusal("Too many attempts", allauth_retry_after(request))
     response = render(request, "429.html", {"message": exception.message}, status=429)
     response["Retry-After"] = str(exception.retry_after)

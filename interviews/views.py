@@ -15,6 +15,7 @@ from django_htmx.http import reswap, retarget
 
 from accounts.selectors import welcome_grant_get
 from config.limits import Limited, arate_limit
+from config.metrics import Refusal, refusal_count
 from config.middleware import preloaded, preloads
 from config.types import HtmxHttpRequest
 from interviews import selectors, services
@@ -24,6 +25,7 @@ from interviews.exceptions import (
     FeedbackUnavailable,
     FollowUpRefused,
     GenerationFailed,
+    Reason,
     SessionEnded,
 )
 from interviews.execution import executor_get
@@ -202,6 +204,8 @@ class _Refusal:
     status: int
     message: str
     retry_after: str = ""
+    # Counted in mockroom_refusals; None: counted where it was refused (the limits).
+    reason: Refusal | None = None
 
 
 # What a purchase (a question, a follow-up) may be refused with; all of them charge nothing.
@@ -229,11 +233,17 @@ async def _purchase_refusal(request: HtmxHttpRequest, exc: Exception, *, what: s
                 402,
                 "Verify your email address to receive your welcome tokens: open the link we "
                 f"sent to {request.user.email} (your Account page sends it again). {NOT_CHARGED}",
+                reason=Refusal.TOKENS,
             )
         return _Refusal(
             402,
             f"You need 1 token for a {what} and have {exc.available}. {NOT_CHARGED} "
-            "Ask the Mockroom team for more tokens.",
+            + (
+                "Buy tokens (Receipts, Buy tokens) or ask the Mockroom team for more."
+                if settings.PAYMENTS_PROVIDER != "none"
+                else "Ask the Mockroom team for more tokens."
+            ),
+            reason=Refusal.TOKENS,
         )
     if isinstance(exc, RequestInProgress):
         # The page asks again with the same request id after Retry-After (backing off): the
@@ -243,16 +253,28 @@ async def _purchase_refusal(request: HtmxHttpRequest, exc: Exception, *, what: s
             f"Your {what} is still being prepared. We will check again in a moment; "
             "you will be charged once.",
             "2",
+            reason=Refusal.IN_PROGRESS,
         )
     if isinstance(exc, RequestConflict):
         return _Refusal(
-            422, "This request id was already used for another request. Reload the page."
+            422,
+            "This request id was already used for another request. Reload the page.",
+            reason=Refusal.CONFLICT,
         )
     if isinstance(exc, SessionEnded | FollowUpRefused):
-        return _Refusal(409, str(exc))
+        return _Refusal(409, str(exc), reason=Refusal.CLOSED)
+    reason = Refusal.MODEL
+    if isinstance(exc, GenerationFailed) and exc.reason in _GENERATION_REFUSALS:
+        reason = _GENERATION_REFUSALS[exc.reason]
     return _Refusal(
-        503, f"We could not generate a {what} just now. {NOT_CHARGED} Please try again."
+        503,
+        f"We could not generate a {what} just now. {NOT_CHARGED} Please try again.",
+        reason=reason,
     )
+
+
+# A generation that failed for one of these reasons is counted apart from the model's failures.
+_GENERATION_REFUSALS = {Reason.BUDGET_SPENT: Refusal.BUDGET, Reason.OVERLOADED: Refusal.OVERLOADED}
 
 
 # The two views that wait on the model are coroutines: while the model works they hold no
@@ -314,6 +336,8 @@ async def _purchase(
         return await buy(form.cleaned_data["request_id"])
     except PURCHASE_REFUSALS as exc:
         refusal = await _purchase_refusal(request, exc, what=what)
+        if refusal.reason is not None:
+            refusal_count(refusal.reason)
         response = await sync_to_async(_question_refused)(
             request, session, status=refusal.status, message=refusal.message, slot=slot
         )
@@ -439,6 +463,7 @@ async def _answer_submitted(
             form.add_error("text", exc.message)
             status, retry_after = 429, exc.retry_after
         except FeedbackUnavailable:
+            refusal_count(Refusal.MODEL)
             form.add_error(
                 "text",
                 "Feedback is unavailable right now; your earlier feedback is kept. "
@@ -446,6 +471,7 @@ async def _answer_submitted(
             )
             status = 503
         except FeedbackLimitReached as exc:
+            refusal_count(Refusal.FEEDBACK_LIMIT)
             form.add_error("text", str(exc))
             status = 429
     if form.is_valid() and not request.htmx:
@@ -655,6 +681,8 @@ async def recording_upload(
         response["Retry-After"] = str(exc.retry_after)
         return response
     except services.RecordingRefused as exc:
+        if exc.status == 429:  # another recording of the candidate is being transcribed
+            refusal_count(Refusal.IN_FLIGHT)
         return await sync_to_async(_recording_fragment)(
             request, served, {"recording_error": exc.message}, exc.status
         )

@@ -5,12 +5,10 @@ management commands, the request path and the worker share one implementation.
 
 import logging
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
-from django.db.models import Q
 from django.tasks import task
 
+from config.alerts import staff_email
+from config.metrics import ledger_verify_count
 from ledger.selectors import AccountProblem, ledger_report_get
 from ledger.services import hold_expire_due
 
@@ -34,6 +32,7 @@ def ledger_verify() -> int:
     configured).
     """
     report = ledger_report_get()
+    ledger_verify_count(problems=len(report.problems))
     if report.problems:
         summary = f"{len(report.problems)} of {report.checked} account(s) do not reconcile"
         logger.error("ledger_verify: %s: %s", summary, " | ".join(str(p) for p in report.problems))
@@ -44,16 +43,6 @@ def ledger_verify() -> int:
 
 
 def _alert_staff(*, summary: str, problems: list[AccountProblem]) -> None:
-    recipients = list(
-        get_user_model()
-        .objects.filter(Q(is_staff=True) | Q(is_superuser=True), is_active=True)
-        .exclude(email="")
-        .order_by("email")
-        .values_list("email", flat=True)
-    )
-    if not recipients:
-        logger.warning("ledger_verify: no active staff member to email the alert to")
-        return
     body = "\n".join(
         [
             f"The daily ledger check found that {summary}:",
@@ -63,9 +52,4 @@ def _alert_staff(*, summary: str, problems: list[AccountProblem]) -> None:
             "`manage.py ledger_verify` checks again; each account's entries are in the admin.",
         ]
     )
-    send_mail(
-        subject=f"[Mockroom] Ledger check failed: {summary}",
-        message=body,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
-    )
+    staff_email(subject=f"Ledger check failed: {summary}", body=body)

@@ -84,10 +84,12 @@ def test_a_page_runs_its_whole_middleware_chain_and_view_in_one_thread_hop(make_
     assert b'id="token-balance"' in body
     # Django's request_started signal and its closing of the response, and the chain: the
     # middleware and the view together. ServeStatic's middleware is async-only, so below it the
-    # chain goes through asgiref once more (a nested hop into the same thread).
+    # chain goes through asgiref once more (a nested hop into the same thread). The first hop
+    # carries the first middleware's name when it is a function (Django's wrapper copies it).
     assert seen[0] == "Signal.asend.<locals>.sync_send"
     assert seen[-1] == "HttpResponseBase.close"
-    assert seen[1:-1] == ["convert_exception_to_response.<locals>.inner"] * 2, seen
+    assert len(seen[1:-1]) == 2, seen
+    assert seen[-2] == "convert_exception_to_response.<locals>.inner", seen
     with hops() as seen:
         status, _ = sync.async_to_sync(asgi_get)("/no-such-page/", cookies)
     assert status == 404

@@ -32,6 +32,7 @@ from typing import Any
 
 from django.conf import settings
 
+from config.metrics import SANDBOX_RUNS
 from interviews.execution.base import (
     JSON,
     CaseResult,
@@ -389,7 +390,9 @@ class BubblewrapExecutor(Executor):
         }
         payload = json.dumps(request).encode()
         async with self._slots.get():
-            return await self._run(language, payload, len(cases), limits)
+            report = await self._run(language, payload, len(cases), limits)
+        SANDBOX_RUNS.labels(language, report.verdict).inc()
+        return report
 
     # --- one run ---------------------------------------------------------------------------
 

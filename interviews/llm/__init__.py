@@ -33,6 +33,7 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from config.metrics import model_call_count
 from interviews.budget import MAX_BACKOFF_SECONDS
 from interviews.llm.coding import (
     PROBLEM_MAX_TOKENS,
@@ -111,6 +112,7 @@ async def _generate[T](
 ) -> T:
     attempts = 0
     started = time.monotonic()
+    completion = None
     try:
         with generation_slot():
             completion, attempts = await request(
@@ -119,10 +121,17 @@ async def _generate[T](
         model = getattr(completion, "model", None)
         if not isinstance(model, str) or not model:
             model = settings.OPENAI_MODEL
-        return parse(completion, model)
+        parsed = parse(completion, model)
     except LLMError as exc:
         exc.attempts = exc.attempts or attempts
         elapsed = time.monotonic() - started
+        # Refused at once (overloaded: nothing sent) has no time worth a histogram's bucket.
+        model_call_count(
+            purpose=purpose,
+            outcome=exc.reason,
+            seconds=elapsed if exc.attempts else None,
+            usage=getattr(completion, "usage", None),
+        )
         # The caller writes the one log line of a failed request; str(exc) carries all of this.
         exc.detail = (
             f"{exc.detail or '-'} (model {settings.OPENAI_MODEL}, "
@@ -130,6 +139,13 @@ async def _generate[T](
         )
         logger.debug("%s generation failed: %s", purpose, exc)
         raise
+    model_call_count(
+        purpose=purpose,
+        outcome="ok",
+        seconds=time.monotonic() - started,
+        usage=getattr(completion, "usage", None),
+    )
+    return parsed
 
 
 async def agenerate_question(

@@ -21,12 +21,14 @@ import functools
 import os
 import ssl
 import threading
+import time
 from typing import Final
 from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
 
+from config.metrics import model_call_count
 from interviews.budget import MAX_BACKOFF_SECONDS
 from interviews.exceptions import Reason
 from interviews.llm.errors import LLMError
@@ -196,7 +198,16 @@ async def atranscribe(*, wav: bytes, model: str, prompt: str, language: str | No
     config = _config()
     loop = _client_loop()
     call = _transcribe(config, wav=wav, model=model, prompt=prompt, language=language)
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, loop))
+    started = time.monotonic()
+    try:
+        text = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, loop))
+    except LLMError as exc:
+        model_call_count(
+            purpose="transcription", outcome=exc.reason, seconds=time.monotonic() - started
+        )
+        raise
+    model_call_count(purpose="transcription", outcome="ok", seconds=time.monotonic() - started)
+    return text
 
 
 async def _transcribe(

@@ -28,6 +28,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from config.metrics import MODEL_CALLS_IN_FLIGHT
 from interviews import budget
 from interviews.budget import MAX_BACKOFF_SECONDS
 from interviews.exceptions import Reason
@@ -125,9 +126,11 @@ def generation_slot() -> Iterator[None]:
         if _inflight >= limit:
             raise LLMError(Reason.OVERLOADED, f"{limit} model calls already in flight")
         _inflight += 1
+    MODEL_CALLS_IN_FLIGHT.inc()
     try:
         yield
     finally:
+        MODEL_CALLS_IN_FLIGHT.dec()
         with _inflight_lock:
             _inflight -= 1
 

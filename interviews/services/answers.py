@@ -8,6 +8,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 from django.db.models import F
 
+from config.metrics import FEEDBACK
 from interviews.exceptions import (
     FeedbackLimitReached,
     FeedbackUnavailable,
@@ -92,6 +93,7 @@ def _answer_store(
                 **spoken_fields(served=served, recording_id=recording_id, text=text),
             },
         )
+    FEEDBACK.labels(feedback.source).inc()
     return answer
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from config.metrics import FEEDBACK
 from interviews.coding.grading import (
     COMPLEXITY_POINTS,
     QUALITY_POINTS,
@@ -206,6 +207,7 @@ def _code_answer_store(
                 "code_report": graded.report,
             },
         )
+    FEEDBACK.labels(feedback.source).inc()
     return answer
 
 

@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from config.metrics import FEEDBACK
 from interviews.exceptions import (
     AnswerRefused,
     MockQuestionRefused,
@@ -167,7 +168,9 @@ def _report_answer_store(
     *, answer: Answer, feedback: Feedback, report: dict[str, Any] | None = None
 ) -> None:
     with transaction.atomic(durable=True):
-        Answer.objects.filter(pk=answer.pk, feedback_source=Answer.FeedbackSource.PENDING).update(
+        stored = Answer.objects.filter(
+            pk=answer.pk, feedback_source=Answer.FeedbackSource.PENDING
+        ).update(
             code_report=report,
             score=feedback.score,
             covered=feedback.covered,
@@ -177,6 +180,8 @@ def _report_answer_store(
             outline=feedback.outline,
             feedback_source=feedback.source,
         )
+    if stored:
+        FEEDBACK.labels(feedback.source).inc()
 
 
 @db_step

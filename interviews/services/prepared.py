@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.metrics import PREPARED_QUESTIONS
 from interviews.exceptions import (
     GenerationFailed,
 )
@@ -66,12 +67,14 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
     try:
         proposal = async_to_sync(question_source_get().propose)(session=session, pool=pool)
     except GenerationFailed as exc:
+        PREPARED_QUESTIONS.labels("not_prepared").inc()
         return f"not prepared: {exc}"
     spec = proposal.spec
     repeated = Question.objects.filter(
         topic=session.topic, fingerprint=question_fingerprint(spec.text)
     )
     if proposal.question is None and repeated.exists():
+        PREPARED_QUESTIONS.labels("not_prepared").inc()
         return "not prepared: a repeat"
     try:
         with transaction.atomic(durable=True):
@@ -84,6 +87,7 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
             )
     except IntegrityError:
         return "one is ready already"
+    PREPARED_QUESTIONS.labels("prepared").inc()
     return "prepared"
 
 
@@ -117,6 +121,8 @@ def prepared_take(*, session: InterviewSession, pool: PoolState) -> Proposal | N
     taken = PreparedQuestion.objects.filter(
         pk=prepared.pk, status=PreparedQuestion.Status.READY
     ).update(status=status, resolved_at=now)
+    if taken and not fresh:
+        PREPARED_QUESTIONS.labels("discarded").inc()
     if not (taken and fresh):
         return None
     try:
@@ -144,4 +150,7 @@ def prepared_discard(*, session: InterviewSession | None = None) -> int:
     else:
         cutoff = timezone.now() - timedelta(seconds=settings.PREFETCH_MAX_AGE_SECONDS)
         ready = ready.filter(created_at__lt=cutoff)
-    return ready.update(status=PreparedQuestion.Status.DISCARDED, resolved_at=timezone.now())
+    discarded = ready.update(status=PreparedQuestion.Status.DISCARDED, resolved_at=timezone.now())
+    if discarded:
+        PREPARED_QUESTIONS.labels("discarded").inc(discarded)
+    return discarded

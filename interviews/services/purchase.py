@@ -30,6 +30,8 @@ from django.conf import settings
 from django.db import IntegrityError
 
 from config.limits import Limited
+from config.logging import exception_message_safe
+from config.metrics import PREPARED_QUESTIONS, QUESTIONS_SERVED
 from interviews.exceptions import (
     AlreadyServed,
     FollowUpRefused,
@@ -284,6 +286,7 @@ def _capture_follow_up(*, parent: ServedQuestion, hold: Hold, proposal: Proposal
         )
     except IntegrityError as exc:
         raise PoolChanged("another request changed the session meanwhile") from exc
+    QUESTIONS_SERVED.labels("follow_up", proposal.source).inc()
     return capture.record
 
 
@@ -329,7 +332,9 @@ def _failure_note(exc: BaseException) -> str:
         return f"refused ({exc.message})"
     if isinstance(exc, GenerationFailed):
         return f"generation failed ({exc})"
-    return f"error ({exc.__class__.__name__}: {exc})"
+    # Kept in the ledger and logged: an unexpected exception's message may quote the answer a
+    # follow-up was asked about, so only what config.logging deems safe.
+    return f"error ({exc.__class__.__name__}: {exception_message_safe(exc)})"
 
 
 async def _propose_and_capture(
@@ -340,6 +345,8 @@ async def _propose_and_capture(
     source: QuestionSource,
     prepared: Proposal | None = None,
 ) -> _Captured:
+    taken = prepared  # bought (mockroom_prepared_questions) if it is the one captured
+
     async def propose() -> Proposal:
         nonlocal prepared
         if prepared is not None:  # the prepared question first; the source if it is refused
@@ -348,9 +355,12 @@ async def _propose_and_capture(
         return await source.propose(session=session, pool=pool)
 
     async def capture(proposal: Proposal) -> _Captured:
-        return await sync_to_async(_capture)(
+        captured = await sync_to_async(_capture)(
             session=session, hold=hold, proposal=proposal, pool=pool
         )
+        if proposal is taken:
+            PREPARED_QUESTIONS.labels("bought").inc()
+        return captured
 
     async def pool_changed() -> None:
         nonlocal pool
@@ -418,6 +428,7 @@ def _capture(
         # A concurrent request served this question, took this position or added this wording
         # first: the whole capture was rolled back and the hold is still pending.
         raise PoolChanged("another request changed the pool meanwhile") from exc
+    QUESTIONS_SERVED.labels("question", proposal.source).inc()
     if settings.PREFETCH:  # in the same step: the next question starts being prepared
         try:
             prepare_later(session=session)

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.metrics import TRANSCRIPTIONS
 from interviews.models import Recording, ServedQuestion
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ def recording_transcribe(*, recording_id: int) -> str:
     except (TranscriptionFailed, BudgetSpent) as exc:
         logger.warning("recording %s not transcribed: %s", recording.pk, exc)
         _finish(recording, status=Recording.Status.FAILED, error=TRANSCRIPTION_FAILED)
+        TRANSCRIPTIONS.labels(engine.name or "custom", "failed").inc()
         return f"failed: {exc}"
     delivery = delivery_measure(samples=_samples(wav), sample_rate=16_000, transcript=text)
     _finish(
@@ -154,6 +156,7 @@ def recording_transcribe(*, recording_id: int) -> str:
         model=transcript.model,
         delivery=delivery.as_dict(),
     )
+    TRANSCRIPTIONS.labels(engine.name or "custom", "done").inc()
     return f"transcribed {recording.seconds:.0f} s with {transcript.engine}"
 
 

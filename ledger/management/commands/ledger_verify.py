@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from config.metrics import ledger_verify_count
 from ledger.selectors import ledger_report_get
 
 
@@ -13,6 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = ledger_report_get()
+        ledger_verify_count(problems=len(report.problems))
         if not report.problems:
             self.stdout.write(f"OK: {report.checked} account(s) reconcile.")
             return
