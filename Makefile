@@ -70,19 +70,18 @@ migrate: venv
 # Static files are collected (hashed, compressed) on each machine when static/ changed.
 STATIC_MANIFEST := staticfiles/staticfiles.json
 $(STATIC_MANIFEST): $(shell find static -type f 2>/dev/null) | venv
-	$(PY) manage.py collectstatic --noinput -v0
+	@$(PY) manage.py collectstatic --noinput -v0
 
 # Production: gunicorn managing WEB_CONCURRENCY uvicorn (ASGI) workers. A candidate waiting on
 # the model costs a coroutine, not a thread, and no database connection (see README, "Serving").
+# Its options, and the metrics directory its workers share, are in deploy/gunicorn.conf.py.
 # Needs SECRET_KEY (and usually DATABASE_URL, ALLOWED_HOSTS) in the environment or in .env, and
 # a migrated database (`make migrate`).
 serve: venv $(STATIC_MANIFEST)
 	@$(PY) manage.py migrate --check >/dev/null || { \
 		echo "make serve: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
 		exit 1; }
-	$(VENV)/bin/gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker \
-		--bind 0.0.0.0:$${PORT:-8000} --workers $${WEB_CONCURRENCY:-2} \
-		--graceful-timeout 60 --access-logfile - --no-control-socket
+	@$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py config.asgi:application
 
 # Production, once per deployment (app servers run `make serve`): the background work (README,
 # "Background work"). A task worker runs the "default" queue (sweepers, alerts), one the "speech"
@@ -95,7 +94,7 @@ worker: venv
 	@$(PY) manage.py migrate --check >/dev/null || { \
 		echo "make worker: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
 		exit 1; }
-	$(PY) manage.py run_scheduler & \
+	@$(PY) manage.py run_scheduler & \
 	$(PY) manage.py db_worker --queue-name default & \
 	$(PY) manage.py db_worker --queue-name speech & \
 	for n in $$(seq $${PREFETCH_WORKERS:-2}); do $(PY) manage.py db_worker --queue-name prefetch & done; \
@@ -124,6 +123,7 @@ voice: venv
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.
 test: devvenv
 	.ci/ensure-sandbox
+	.ci/ensure-deploy-tools
 	CHROMIUM_PATH="$$(.ci/ensure-chromium)"; \
 	export CHROMIUM_PATH; \
 	SECRET_KEY="$${SECRET_KEY:-$(TEST_SECRET_KEY)}" DB_POOL_MAX_SIZE="$${DB_POOL_MAX_SIZE:-40}" \

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from config.limits import parse_rates
+from config.logging import log_format
 from interviews.budget import hold_ttl_seconds, worst_case_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,12 +68,17 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "interviews",
+    "payments",
     "config",
 ]
 
 # Django's own middleware come through config.middleware: the same classes, whose hooks run in
 # the event loop under ASGI where they do no I/O (see that module, and config.asgi).
 MIDDLEWARE = [
+    # First, so it counts what every other middleware answers too (mockroom_http_requests).
+    "config.metrics.requests_counted_middleware",
+    # The request id (X-Request-ID) on every log line of the request and in its response.
+    "config.requestid.request_id_middleware",
     "config.middleware.SecurityMiddleware",
     "config.middleware.private_pages_middleware",
     # ServeStatic (WhiteNoise's async-capable successor): a sync-only middleware here would
@@ -111,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "ledger.context_processors.token_balance",
+                "payments.context_processors.payments",
             ],
         },
     },
@@ -260,27 +267,70 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 
+# Logs (README, "Logs and error reports"): LOG_FORMAT=text (the default: one readable line) or
+# json (one JSON object a line: timestamp, level, logger, message, request_id, exc_info), for
+# every process; gunicorn's own lines follow it too (deploy/gunicorn.conf.py). A line never
+# carries an answer, a transcript, code, a prompt or a password (config.logging).
+for _name in (
+    "LOG_FORMAT SENTRY_DSN SENTRY_ENVIRONMENT SENTRY_RELEASE SENTRY_TRACES_SAMPLE_RATE"
+).split():
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
+try:
+    LOG_FORMAT = log_format(env.str("LOG_FORMAT", default="text"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+_log_handler = {
+    "class": "logging.StreamHandler",
+    "formatter": LOG_FORMAT,
+    "filters": ["request_id"],
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"one_line": {"()": "config.logging.OneLine"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "console_one_line": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["one_line"],
+    "formatters": {
+        "text": {
+            "()": "config.logging.TextFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         },
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "filters": {
+        "request_id": {"()": "config.logging.RequestIdFilter"},
+        "one_line": {"()": "config.logging.OneLine"},
+    },
+    "handlers": {
+        "console": _log_handler,
+        "console_one_line": {**_log_handler, "filters": ["request_id", "one_line"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        # SQL statements with their parameters (the answers stored): never, even at DEBUG.
+        "django.db.backends": {"level": "INFO"},
         # A request for a host not in ALLOWED_HOSTS (scanners do this all day): one line each.
         "django.security.DisallowedHost": {"handlers": ["console_one_line"], "propagate": False},
     },
 }
+
+# Error reports (config/sentry.py) to Sentry or any server speaking its protocol (GlitchTip,
+# self-hosted Sentry) when SENTRY_DSN is set, from the web server and the task workers alike;
+# never with a request's body, a local variable, a cookie or what a candidate wrote.
+# SENTRY_TRACES_SAMPLE_RATE: the share of requests also sent as performance traces (0: none).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
 
 # Background work (see config/schedule.py): tasks are rows in this database, run by
 # `manage.py db_worker` and enqueued on schedule by `manage.py run_scheduler` (`make worker`).
@@ -289,7 +339,8 @@ LOGGING = {
 # (each waits seconds on the model, so they have workers of their own: PREFETCH_WORKERS).
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
+        # django-tasks-db's, whose tasks carry the request id that enqueued them.
+        "BACKEND": "config.requestid.DatabaseBackend",
         "QUEUES": ["default", "prefetch", "speech"],
     }
 }
@@ -346,6 +397,17 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Where the staff admin lives: another path than the default keeps most scanners away.
 ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
+
+# Prometheus metrics (config/metrics.py, README "Metrics"): GET /metrics answers only a request
+# with "Authorization: Bearer <METRICS_TOKEN>", and is a 404 for anyone else (and for everyone
+# while it is unset). PROMETHEUS_MULTIPROC_DIR is the directory where every process keeps its
+# counts (read by prometheus_client from the environment; `make serve` sets one of its own when
+# it is unset); unset in a process, its counts stay in its memory.
+for _name in ("METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 
 # Tokens an account receives when its email address is first verified (at signup when
 # ACCOUNT_EMAIL_VERIFICATION is none), once per mailbox.
@@ -468,3 +530,29 @@ TRANSCRIBE_TIMEOUT_SECONDS = env.float("TRANSCRIBE_TIMEOUT_SECONDS", default=60.
 WHISPER_MODEL = env.str("WHISPER_MODEL", default="base.en")
 # The longest recording, in seconds (a mock interview's answer time caps it further).
 TRANSCRIBE_MAX_SECONDS = env.int("TRANSCRIBE_MAX_SECONDS", default=300)
+
+# Token packs sold through Stripe Checkout (payments/, README "Buying tokens"). "stripe" when
+# STRIPE_SECRET_KEY is set, otherwise "none" (nothing is sold: staff grant tokens). "fake" is a
+# local checkout page for development and demos; with DEBUG off it stops the server (a system
+# check). STRIPE_API_BASE points the client at another server (tests).
+for _name in (
+    "PAYMENTS_PROVIDER STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET STRIPE_API_BASE TOKEN_PACKS "
+    "RATE_LIMIT_PURCHASES STRIPE_MAX_NETWORK_RETRIES"
+).split():
+    if env.ENVIRON.get(_name) == "":
+        del env.ENVIRON[_name]
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+PAYMENTS_PROVIDER = env.str("PAYMENTS_PROVIDER", default="stripe" if STRIPE_SECRET_KEY else "none")
+if PAYMENTS_PROVIDER not in {"stripe", "fake", "none"}:
+    raise ImproperlyConfigured(
+        f"PAYMENTS_PROVIDER={PAYMENTS_PROVIDER!r}: use stripe, fake or none."
+    )
+# The packs on sale: unset, the ones in payments/packs.py. A JSON list of objects with code,
+# tokens, amount (in the currency's minor units: cents) and currency, e.g.
+# [{"code": "small", "tokens": 20, "amount": 500, "currency": "usd"}].
+TOKEN_PACKS = env.json("TOKEN_PACKS", default=None)
+# Checkouts started, per user and per client address (card-testing protection).
+RATE_LIMIT_PURCHASES = env.str("RATE_LIMIT_PURCHASES", default="5/m/user,20/h/user,30/h/ip")

@@ -9,6 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from config import views
 from interviews import views as interviews_views
+from payments import views as payments_views
 
 
 @secure_admin_login
@@ -28,12 +29,15 @@ admin.site.login = admin_login  # type: ignore[method-assign]  # allauth's recip
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("favicon.ico", views.favicon),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("progress/", interviews_views.progress, name="progress"),
     path("interviews/", include("interviews.urls")),
+    path("tokens/buy/", include("payments.urls")),
     path("tokens/", include("ledger.urls")),
+    path("payments/stripe/webhook/", payments_views.stripe_webhook, name="stripe_webhook"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]
 
