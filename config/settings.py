@@ -307,6 +307,8 @@ LOGGING = {
     "loggers": {
         "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        # Stripe's client logs every call at INFO; our own lines say what a payment did.
+        "stripe": {"level": "WARNING"},
         # SQL statements with their parameters (the answers stored): never, even at DEBUG.
         "django.db.backends": {"level": "INFO"},
         # A request for a host not in ALLOWED_HOSTS (scanners do this all day): one line each.
