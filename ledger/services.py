@@ -455,10 +455,11 @@ def purchase_totals(*, purchase: uuid.UUID) -> tuple[int, int]:
 
 @transaction.atomic
 def purchase_grant(
-    *, account_id: int, purchase: uuid.UUID, amount: int, reason: str
+    *, account_id: int, purchase: uuid.UUID, amount: int, reason: str, actor: User | None = None
 ) -> LedgerEntry | None:
     """The tokens an external purchase paid for: once per purchase. None, writing nothing, when
-    the purchase was granted already (the database also refuses a second grant)."""
+    the purchase was granted already (the database also refuses a second grant). `actor`: the
+    staff member who granted it by hand (after reviewing the payment)."""
     amount = _positive_amount(amount)
     reason = _required_reason(reason)
     locked = _lock(account_id)
@@ -468,8 +469,9 @@ def purchase_grant(
     return _append(
         account=locked,
         kind=Kind.PURCHASE,
-        source=Source.PAYMENT,
+        source=Source.PAYMENT if actor is None else Source.ADMIN,
         balance_delta=amount,
+        actor=actor,
         reason=reason,
         purchase=purchase,
     )

@@ -31,7 +31,7 @@ class PurchaseAdmin(ReadOnlyAdmin[Purchase]):
     search_fields = ("id", "user__email", "checkout_session_id", "payment_intent_id", "charge_id")
     list_select_related = ("user",)
     readonly_fields = [field.name for field in Purchase._meta.fields] + ["ledger_entries"]
-    actions = ("refund_unspent", "recheck")
+    actions = ("refund_unspent", "recheck", "grant_reviewed")
     date_hierarchy = "created_at"
 
     @admin.display(description="Ledger entries")
@@ -73,6 +73,21 @@ class PurchaseAdmin(ReadOnlyAdmin[Purchase]):
                 f"{done.refund_tokens_taken} token(s) taken back"
                 + (f", {done.shortfall} short (spent)" if done.shortfall else ""),
                 messages.SUCCESS,
+            )
+
+    @admin.action(description="Grant the pack after a review (paid, held for review)")
+    def grant_reviewed(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
+        if not request.user.has_perm("ledger.grant_tokens"):
+            self.message_user(request, "You may not grant tokens.", messages.ERROR)
+            return
+        for purchase in queryset:
+            try:
+                done = services.purchase_grant_reviewed(purchase=purchase, actor=_staff(request))
+            except services.PurchaseRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(
+                request, f"{done.pk}: {done.tokens} token(s) granted", messages.SUCCESS
             )
 
     @admin.action(description="Re-check with the payment provider")

@@ -208,7 +208,8 @@ def _settle_locked(purchase: Purchase, session: CheckoutSession) -> str:
         changed.append("status")
         outcome = "checkout expired"
     purchase.save(update_fields=changed)
-    if purchase.status == Status.PAID:
+    early = purchase.amount_refunded or purchase.dispute_status
+    if purchase.status == Status.PAID and early:
         _take_backs_locked(purchase)  # a refund or dispute that arrived before the payment
     return outcome
 
@@ -558,6 +559,28 @@ def purchase_recheck(*, purchase: Purchase) -> Purchase:
         locked = _locked(purchase.pk)
         assert locked is not None
         _settle_locked(locked, session)
+    return locked
+
+
+def purchase_grant_reviewed(*, purchase: Purchase, actor: User) -> Purchase:
+    """Staff checked a paid purchase held for review (what the provider reported did not match
+    what was sold) and grant its pack: once, like any grant of a purchase."""
+    with transaction.atomic(durable=True):
+        locked = _locked(purchase.pk)
+        if locked is None or locked.status != Status.REVIEW:
+            raise PurchaseRefused(f"Purchase {purchase.pk} is not waiting for a review.")
+        ledger.purchase_grant(
+            account_id=locked.account_id,
+            purchase=locked.pk,
+            amount=locked.tokens,
+            reason=f"Bought {locked.pack_name}: {locked.price} (granted after a review)",
+            actor=actor,
+        )
+        locked.status, locked.paid_at = Status.PAID, timezone.now()
+        locked.save(update_fields=["status", "paid_at", "updated_at"])
+        if locked.amount_refunded or locked.dispute_status:
+            _take_backs_locked(locked)
+    logger.info("purchase %s granted after a review by %s", locked.pk, actor.email)
     return locked
 
 

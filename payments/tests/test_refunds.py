@@ -597,3 +597,31 @@ def test_a_candidate_who_bought_tokens_can_delete_their_account(client, paid):
     assert account.balance == 0
     assert entries(purchase) == [("purchase", 60), ("reversal", -60)]
     assert account_problem_list() == []
+
+
+def test_staff_grant_a_purchase_held_for_review_once(
+    staff_client, staff_user, make_user, fake_stripe, client
+):
+    user = make_user(tokens=0)
+    purchase = purchase_open(user, fake_stripe)
+    session = fake_stripe.pay(purchase.checkout_session_id)
+    deliver(client, event("checkout.session.completed", session | {"amount_total": 100}))
+    assert reload(purchase).status == Status.REVIEW
+    assert balance(user) == 0
+
+    response = admin_action(staff_client, "purchase", "grant_reviewed", purchase.pk)
+    assert messages_of(response) == [f"{purchase.pk}: 60 token(s) granted"]
+    assert balance(user) == 60
+    assert entries(purchase) == [("purchase", 60)]
+    grant = LedgerEntry.objects.get(purchase=purchase.pk)
+    assert (grant.kind, grant.actor, grant.source) == (
+        LedgerEntry.Kind.PURCHASE,
+        staff_user,
+        LedgerEntry.Source.ADMIN,
+    )
+    assert reload(purchase).status == Status.PAID
+    # Again (a second click, or a paid purchase): refused, nothing granted.
+    again = admin_action(staff_client, "purchase", "grant_reviewed", purchase.pk)
+    assert messages_of(again) == [f"Purchase {purchase.pk} is not waiting for a review."]
+    assert balance(user) == 60
+    assert account_problem_list() == []
