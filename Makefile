@@ -37,20 +37,24 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q --require-hashes -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+# The development tools, and tracing's optional packages (the tests exercise it: `make otel`).
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt requirements-otel.txt
 	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-otel.txt
 	@touch $@
 
 # The lockfiles: requirements.txt (what runs) and requirements-dev.txt (that, plus the tests' and
 # linters' tools) pin the whole dependency tree, with hashes, compiled from the top-level
-# requirements.in and requirements-dev.in. After editing a .in file: `make lock`. To move a pin
-# that is already locked: `make lock LOCK_ARGS="--upgrade-package django"`.
+# requirements.in and requirements-dev.in; requirements-otel.txt (tracing's optional packages,
+# `make otel`) from requirements-otel.in, against both. After editing a .in file: `make lock`. To
+# move a pin that is already locked: `make lock LOCK_ARGS="--upgrade-package django"`.
 LOCK_ARGS ?=
 PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes \
 	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 lock: devvenv
 	$(PIP_COMPILE) --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) --output-file requirements-otel.txt requirements-otel.in
 
 # --- Running ------------------------------------------------------------------
 
@@ -78,7 +82,8 @@ $(STATIC_MANIFEST): $(shell find static -type f 2>/dev/null) | venv
 # Needs SECRET_KEY (and usually DATABASE_URL, ALLOWED_HOSTS) in the environment or in .env, and
 # a migrated database (`make migrate`).
 serve: venv $(STATIC_MANIFEST)
-	@$(PY) manage.py migrate --check >/dev/null || { \
+	@$(PY) manage.py check >/dev/null
+	@$(PY) manage.py migrate --check --skip-checks >/dev/null || { \
 		echo "make serve: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
 		exit 1; }
 	@$(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py config.asgi:application
@@ -91,7 +96,8 @@ serve: venv $(STATIC_MANIFEST)
 # When one stops, all stop, so a supervisor that restarts `make worker` restarts them together.
 # Same environment as `make serve`, and a migrated database.
 worker: venv
-	@$(PY) manage.py migrate --check >/dev/null || { \
+	@$(PY) manage.py check >/dev/null
+	@$(PY) manage.py migrate --check --skip-checks >/dev/null || { \
 		echo "make worker: the database is not migrated: run 'make migrate' (the release step) first." >&2; \
 		exit 1; }
 	@$(PY) manage.py run_scheduler & \
@@ -118,6 +124,14 @@ editor:
 .PHONY: voice
 voice: venv
 	$(PY) -m pip install -q --require-hashes -r requirements-voice.txt
+
+# Tracing with OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT, README "Tracing (optional)"): the SDK,
+# the OTLP exporter and the instrumentations from requirements-otel.txt (pinned by hash, as one
+# set), an optional install kept out of `make run`'s. With the variable set and this not
+# installed, each process says to run this and traces nothing.
+.PHONY: otel
+otel: venv
+	$(PY) -m pip install -q --require-hashes -r requirements-otel.txt
 
 # Browser tests use Debian's chromium (CHROMIUM_PATH); `playwright install`
 # cannot download browsers here. PostgreSQL comes from .ci/with-postgres.

@@ -62,8 +62,8 @@ def shell_commands(line: str) -> list[list[str]]:
 
 
 def long_running(kinds: list[str | None]) -> list[str]:
-    """Without the preconditions (`migrate --check`) and what is not a process of ours."""
-    return [kind for kind in kinds if kind and not kind.startswith("migrate")]
+    """Without the preconditions (`check`, `migrate --check`) and what is not a process of ours."""
+    return [kind for kind in kinds if kind and not kind.startswith(("migrate", "check"))]
 
 
 # --- the Makefile -----------------------------------------------------------------------------
