@@ -10,3 +10,8 @@ class ProjectConfig(AppConfig):
 
     def ready(self) -> None:
         from config import checks  # noqa: F401  (registers the system checks)
+        from config.tracing import tracing_init_for_command
+
+        # A task worker (`manage.py db_worker`) traces its tasks when OTEL_EXPORTER_OTLP_ENDPOINT
+        # is set, from before its first query; any other command never does.
+        tracing_init_for_command()

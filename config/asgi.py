@@ -35,6 +35,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import get_template
 from django.urls import Resolver404, get_resolver
 
+from config.tracing import asgi_traced
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 logger = logging.getLogger(__name__)
@@ -121,4 +123,6 @@ def application_get() -> ASGIHandler:
     return ASGIHandler()
 
 
-application = application_get()
+# Inside OpenTelemetry's ASGI middleware when this worker traces (OTEL_EXPORTER_OTLP_ENDPOINT:
+# deploy/gunicorn.conf.py started it after the fork); as it is otherwise.
+application = asgi_traced(application_get())

@@ -12,6 +12,9 @@ worker adds up all of them. Unset, the server makes a private directory of its o
 system's temporary directory, removed when it stops. The directory's counts are wiped when the
 server starts (they belong to a previous run), and a worker that exits is marked dead: its
 counters stay in every later scrape, its in-flight gauge goes.
+
+Tracing (README, "Tracing (optional)"): with OTEL_EXPORTER_OTLP_ENDPOINT set, each worker starts
+OpenTelemetry after the fork (post_fork).
 """
 
 import os
@@ -56,6 +59,15 @@ def on_starting(server: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for path in directory.glob("*.db"):
         path.unlink(missing_ok=True)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Tracing (README, "Tracing (optional)"), when OTEL_EXPORTER_OTLP_ENDPOINT is set: started
+    in each worker, before it imports the application (its exporter's thread and instrumented
+    connections belong to the worker); unset, nothing is imported."""
+    from config.tracing import tracing_init
+
+    tracing_init()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -34,6 +34,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
 from config.metrics import model_call_count
+from config.tracing import model_call_traced
 from interviews.budget import MAX_BACKOFF_SECONDS
 from interviews.llm.coding import (
     PROBLEM_MAX_TOKENS,
@@ -114,10 +115,16 @@ async def _generate[T](
     started = time.monotonic()
     completion = None
     try:
-        with generation_slot():
+        with (
+            generation_slot(),
+            model_call_traced(
+                model=settings.OPENAI_MODEL, base_url=settings.OPENAI_BASE_URL
+            ) as traced,
+        ):
             completion, attempts = await request(
                 messages=messages, response_format=response_format, max_tokens=max_tokens
             )
+            traced.completed(completion)
         model = getattr(completion, "model", None)
         if not isinstance(model, str) or not model:
             model = settings.OPENAI_MODEL
