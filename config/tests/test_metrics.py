@@ -7,8 +7,6 @@ import io
 import os
 import re
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +33,7 @@ from interviews.models import PreparedQuestion, Topic
 from interviews.services import session_start
 from interviews.tests.fake_openai import FakeOpenAI, ok, question_payload, status
 from interviews.tests.test_serving import (
-    AppServer,
+    ProductionServer,
     logged_in_cookies,
     next_url,
     suppress_all,
@@ -436,23 +434,8 @@ def test_the_alert_rules_read_only_metrics_that_exist(db, scrape, candidate, ses
 # --- Every worker of the production server --------------------------------------------------
 
 
-class ProductionServer(AppServer):
-    """`make serve`'s server: gunicorn with deploy/gunicorn.conf.py, two workers."""
-
-    def __enter__(self) -> "ProductionServer":
-        command = [
-            sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-            "config.asgi:application", "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "5",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL)
-        try:
-            wait_for(self.answers, seconds=30, what="the server")
-            wait_for(lambda: len(worker_pids(self.process.pid)) == 2, seconds=30, what="2 workers")
-        except AssertionError:
-            self.__exit__()
-            raise
-        return self
+class ScrapedServer(ProductionServer):
+    """`make serve`'s server, two workers, scraped."""
 
     def scrape(self, token: str | None = TOKEN) -> tuple[int, Samples]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -494,7 +477,7 @@ def test_every_scrape_counts_every_worker_and_a_killed_one(make_user, metrics_di
         "METRICS_TOKEN": TOKEN,
         "RATE_LIMITS": "false",
     }
-    with ProductionServer(**env) as server:
+    with ScrapedServer(**env) as server:
         assert not (metrics_dir / "counter_999999.db").exists()  # wiped at start
         assert server.scrape(token=None)[0] == 404
         assert server.scrape(token="wrong")[0] == 404
@@ -582,7 +565,7 @@ def test_a_worker_killed_mid_call_leaves_no_call_in_flight(make_user, metrics_di
         "LLM_MAX_RETRIES": "0",
     }
     try:
-        with ProductionServer(**env) as server:
+        with ScrapedServer(**env) as server:
             doomed = threading.Thread(
                 target=lambda: suppress_all(
                     server.request,

@@ -27,11 +27,10 @@ from interviews.models import Topic
 from interviews.services import session_start
 from interviews.tests.fake_openai import ok, question_payload
 from interviews.tests.test_serving import (
-    AppServer,
+    ProductionServer,
     logged_in_cookies,
     next_url,
     wait_for,
-    worker_pids,
 )
 
 try:
@@ -288,26 +287,6 @@ def assert_nothing_written_leaves(receiver: Receiver, secrets: list[str]) -> Non
 # --- The web server --------------------------------------------------------------------------
 
 
-class TracedServer(AppServer):
-    """`make serve`'s server: gunicorn with deploy/gunicorn.conf.py (whose post_fork starts
-    tracing in the worker), one worker."""
-
-    def __enter__(self) -> "TracedServer":
-        command = [
-            sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-            "config.asgi:application", "--workers", "1", "--bind", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "5",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL)
-        try:
-            wait_for(self.answers, seconds=30, what="the server")
-            wait_for(lambda: len(worker_pids(self.process.pid)) == 1, seconds=30, what="a worker")
-        except AssertionError:
-            self.__exit__()
-            raise
-        return self
-
-
 @needs_otel
 @pytest.mark.django_db(transaction=True)
 def test_the_server_sends_a_request_with_its_queries_commands_and_model_call(
@@ -322,7 +301,7 @@ def test_the_server_sends_a_request_with_its_queries_commands_and_model_call(
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "PREFETCH": "false",
     }
-    with redis_url() as redis, TracedServer(**env, REDIS_URL=redis) as server:
+    with redis_url() as redis, ProductionServer(workers=1, **env, REDIS_URL=redis) as server:
         status, body = server.request(
             next_url(session), cookies=cookies, data={"request_id": uuid.uuid4().hex}
         )

@@ -386,6 +386,34 @@ def test_a_server_whose_database_is_down_answers_503_not_charged(make_user):
     assert "You were not charged" in body
 
 
+class ProductionServer(AppServer):
+    """`make serve`'s server as it is configured: gunicorn with deploy/gunicorn.conf.py (its
+    metrics directory, logging and tracing hooks), `workers` uvicorn workers."""
+
+    def __init__(self, *, workers: int = 2, **env: str) -> None:
+        super().__init__(**env)
+        self.workers = workers
+
+    def __enter__(self) -> "ProductionServer":
+        command = [
+            sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+            "config.asgi:application", "--workers", str(self.workers),
+            "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL)
+        try:
+            wait_for(self.answers, seconds=30, what="the server")
+            wait_for(
+                lambda: len(worker_pids(self.process.pid)) == self.workers,
+                seconds=30,
+                what=f"{self.workers} worker(s)",
+            )
+        except AssertionError:
+            self.__exit__()
+            raise
+        return self
+
+
 def worker_pids(master: int) -> list[int]:
     """The gunicorn master's worker processes."""
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
