@@ -32,9 +32,16 @@ SETTINGS_FROM_ENV = (
     "MOCK_SECONDS_PER_MINUTE PREFETCH PREFETCH_MAX_AGE_SECONDS RATE_LIMIT_CODE_RUNS "
     "RECORDING_MAX_BYTES"
 ).split()
-for _name in SETTINGS_FROM_ENV:
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+
+
+def unset_if_empty(names: str) -> None:
+    """NAME= (the empty string) in the environment or .env means "unset": use the default."""
+    for name in names.split():
+        if env.ENVIRON.get(name) == "":
+            del env.ENVIRON[name]
+
+
+unset_if_empty(" ".join(SETTINGS_FROM_ENV))
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -271,11 +278,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROX
 # json (one JSON object a line: timestamp, level, logger, message, request_id, exc_info), for
 # every process; gunicorn's own lines follow it too (deploy/gunicorn.conf.py). A line never
 # carries an answer, a transcript, code, a prompt or a password (config.logging).
-for _name in (
-    "LOG_FORMAT SENTRY_DSN SENTRY_ENVIRONMENT SENTRY_RELEASE SENTRY_TRACES_SAMPLE_RATE"
-).split():
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+unset_if_empty("LOG_FORMAT SENTRY_DSN SENTRY_ENVIRONMENT SENTRY_RELEASE SENTRY_TRACES_SAMPLE_RATE")
 try:
     LOG_FORMAT = log_format(env.str("LOG_FORMAT", default="text"))
 except ValueError as exc:
@@ -405,9 +408,7 @@ ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
 # while it is unset). PROMETHEUS_MULTIPROC_DIR is the directory where every process keeps its
 # counts (read by prometheus_client from the environment; `make serve` sets one of its own when
 # it is unset); unset in a process, its counts stay in its memory.
-for _name in ("METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+unset_if_empty("METRICS_TOKEN PROMETHEUS_MULTIPROC_DIR")
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 
@@ -491,11 +492,9 @@ PREFETCH_MAX_AGE_SECONDS = env.int("PREFETCH_MAX_AGE_SECONDS", default=600)
 # and the page says so). A sandbox that fails its start-up probe turns itself off with a warning.
 # At most EXECUTION_CONCURRENCY runs at once per app process; an app running as root starts the
 # sandbox as EXECUTION_USER. The interpreters must live under /usr (the sandbox sees only /usr).
-for _name in (
+unset_if_empty(
     "EXECUTION_BACKEND EXECUTION_CONCURRENCY EXECUTION_USER EXECUTION_PYTHON EXECUTION_NODE"
-).split():
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+)
 EXECUTION_BACKEND = env.str("EXECUTION_BACKEND", default="bubblewrap")
 if EXECUTION_BACKEND not in {"bubblewrap", "off"}:
     raise ImproperlyConfigured(f"EXECUTION_BACKEND={EXECUTION_BACKEND!r}: use bubblewrap or off.")
@@ -509,12 +508,10 @@ EXECUTION_NODE = env.str("EXECUTION_NODE", default="/usr/bin/node")
 # (faster-whisper on this server's CPU: `make voice` installs it) or "off" (no record button).
 # Unset: openai when TRANSCRIBE_API_KEY, OPENAI_API_KEY or TRANSCRIBE_BASE_URL is set, else local.
 # The base URL and key default to OPENAI_BASE_URL and OPENAI_API_KEY where they are used.
-for _name in (
+unset_if_empty(
     "TRANSCRIBE_BACKEND TRANSCRIBE_MODEL TRANSCRIBE_BASE_URL TRANSCRIBE_API_KEY "
     "TRANSCRIBE_LANGUAGE TRANSCRIBE_TIMEOUT_SECONDS WHISPER_MODEL TRANSCRIBE_MAX_SECONDS"
-).split():
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+)
 TRANSCRIBE_BACKEND = env.str("TRANSCRIBE_BACKEND", default="")
 if TRANSCRIBE_BACKEND not in {"", "openai", "local", "off"} and "." not in TRANSCRIBE_BACKEND:
     raise ImproperlyConfigured(
@@ -537,12 +534,10 @@ TRANSCRIBE_MAX_SECONDS = env.int("TRANSCRIBE_MAX_SECONDS", default=300)
 # STRIPE_SECRET_KEY is set, otherwise "none" (nothing is sold: staff grant tokens). "fake" is a
 # local checkout page for development and demos; with DEBUG off it stops the server (a system
 # check). STRIPE_API_BASE points the client at another server (tests).
-for _name in (
+unset_if_empty(
     "PAYMENTS_PROVIDER STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET STRIPE_API_BASE TOKEN_PACKS "
     "RATE_LIMIT_PURCHASES STRIPE_MAX_NETWORK_RETRIES"
-).split():
-    if env.ENVIRON.get(_name) == "":
-        del env.ENVIRON[_name]
+)
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
