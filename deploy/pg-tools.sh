@@ -21,6 +21,16 @@ app_python() {
     fi
 }
 
+# The scripts' command line: one DIR, and DATABASE_URL in the environment. Sets `dir`.
+dir_argument() {
+    if [[ $# -ne 1 ]]; then
+        echo "usage: DATABASE_URL=postgres://... $0 DIR" >&2
+        exit 2
+    fi
+    [[ -n "${DATABASE_URL:-}" ]] || die "DATABASE_URL is not set"
+    dir="$1"
+}
+
 manage() {
     (cd "$app_dir" && "$(app_python)" manage.py "$@")
 }

@@ -20,12 +20,7 @@ set -euo pipefail
 # shellcheck source=pg-tools.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/pg-tools.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: DATABASE_URL=postgres://... $0 DIR" >&2
-    exit 2
-fi
-[[ -n "${DATABASE_URL:-}" ]] || die "DATABASE_URL is not set"
-dir="$1"
+dir_argument "$@"
 dump="$dir/mockroom.dump"
 fingerprint="$dir/ledger-fingerprint.json"
 [[ -r "$dump" ]] || die "$dump not found (make one with deploy/backup.sh $dir)"
