@@ -7,13 +7,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.selectors import welcome_grant_get
+from config.http import see_other
 from config.limits import Limited, arate_limit
 from config.metrics import Refusal, refusal_count
 from config.middleware import preloaded, preloads
@@ -55,11 +56,6 @@ from ledger.exceptions import (
 from ledger.middleware import balance_badge_add, mark_balance_changed
 
 NOT_CHARGED = "You were not charged."
-
-
-def see_other(url: str) -> HttpResponseRedirect:
-    """303: after a POST, the browser GETs the page (a reload does not resubmit)."""
-    return HttpResponseRedirect(url, status=303)
 
 
 def _own_session(request: HtmxHttpRequest, session_id: uuid.UUID) -> InterviewSession:

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
+from config.http import see_other
 from config.limits import Limited, arate_limit
 from config.types import AuthenticatedHttpRequest, HtmxHttpRequest
 from ledger.middleware import mark_balance_changed
@@ -110,14 +111,7 @@ async def _checkout(request: HtmxHttpRequest, code: str) -> HttpResponse:
         response = HttpResponse(status=200)
         response["HX-Redirect"] = purchase.checkout_url
         return response
-    return redirect_303(purchase.checkout_url)
-
-
-def redirect_303(url: str) -> HttpResponse:
-    """See Other: the next request is a GET, whatever this one was."""
-    response = HttpResponse(status=303)
-    response["Location"] = url
-    return response
+    return see_other(purchase.checkout_url)
 
 
 @require_GET
@@ -251,7 +245,7 @@ def fake_checkout(request: AuthenticatedHttpRequest, session_id: str) -> HttpRes
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "cancel":
-            return redirect_303(reverse("payments:buy") + "?cancelled=1")
+            return see_other(reverse("payments:buy") + "?cancelled=1")
         kinds = {
             "pay": ("checkout.session.completed", True),
             "delayed": ("checkout.session.completed", False),
@@ -277,7 +271,7 @@ def fake_checkout(request: AuthenticatedHttpRequest, session_id: str) -> HttpRes
                 status=500,
             )
         if action in ("pay", "delayed"):
-            return redirect_303(
+            return see_other(
                 reverse("payments:done") + f"?session_id={purchase.checkout_session_id}"
             )
         purchase.refresh_from_db()
