@@ -11,7 +11,7 @@ loads the session and the user in one hop. A test drives the coroutine views wit
 async-safety check on (it raises if anything here touches the database from the loop).
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
@@ -67,9 +67,39 @@ AuthenticationMiddleware = in_event_loop(auth.AuthenticationMiddleware)  # lazy:
 MessageMiddleware = in_event_loop(messages.MessageMiddleware)  # cookie storage first
 XFrameOptionsMiddleware = in_event_loop(clickjacking.XFrameOptionsMiddleware)
 ContentSecurityPolicyMiddleware = in_event_loop(csp.ContentSecurityPolicyMiddleware)
-# The CSRF secret is a cookie (CSRF_USE_SESSIONS is off: a system check says so) and the form
-# body is already in memory under ASGI.
-CsrfViewMiddleware = in_event_loop(csrf.CsrfViewMiddleware)
+
+
+class _CsrfRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CsrfViewMiddleware(in_event_loop(csrf.CsrfViewMiddleware)):  # type: ignore[misc]
+    """Django's, its checks in the event loop: the CSRF secret is a cookie (CSRF_USE_SESSIONS is
+    off: a system check says so) and the form body is already in memory under ASGI. A refusal
+    is not I/O-free: the failure page (403_csrf.html) is rendered with the context processors,
+    which load the session, the user and the balance, so in async mode it is rendered in one
+    thread hop (in the loop it raised SynchronousOnlyOperation: a 500 instead of the 403)."""
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        super().__init__(get_response)
+        if self.async_mode:
+            check: Callable[..., Awaitable[HttpResponseBase | None]] = self.process_view  # type: ignore[has-type]
+            reject = super()._reject
+
+            async def process_view(request: HttpRequest, *args: Any) -> HttpResponseBase | None:
+                try:
+                    return await check(request, *args)
+                except _CsrfRefused as refused:
+                    return await sync_to_async(reject)(request, refused.reason)
+
+            self.process_view = process_view  # type: ignore[method-assign,assignment]
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponseBase:
+        if self.async_mode:
+            raise _CsrfRefused(reason)  # rendered by process_view, in a thread
+        return super()._reject(request, reason)
 
 
 class SessionMiddleware(in_event_loop(sessions.SessionMiddleware)):  # type: ignore[misc]
