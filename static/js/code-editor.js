@@ -91,6 +91,10 @@
     const extensions = [
       CM.EditorView.cspNonce.of(nonce),
       CM.EditorView.contentAttributes.of({
+        // Already in the tab order (contenteditable); said explicitly so that axe counts the
+        // editor's scroller (max-height 36em: longer code scrolls) as having focusable content
+        // (scrollable-region-focusable).
+        tabindex: "0",
         "aria-label": labelText(textarea),
         "aria-describedby": describedBy.filter(Boolean).join(" "),
       }),

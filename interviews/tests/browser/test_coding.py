@@ -80,6 +80,11 @@ def test_a_coding_problem_in_the_editor_run_and_submitted(
         "Escape then Tab did not leave the editor"
     )
     a11y.audit(page, "a coding problem with its editor")
+    # Long code (more lines than the editor shows, a line wider than the card) scrolls inside
+    # the editor: the page keeps its width, and the scroller's content is focusable (axe).
+    set_code(page, card, "".join(f"x{n} = {n}\n" for n in range(60)) + "# " + "y" * 200 + "\n")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    a11y.audit(page, "a coding problem with long code in its editor")
 
     # The examples run in the sandbox, free.
     set_code(page, card, problem["reference"])
