@@ -15,6 +15,13 @@ twice its CPU under the WSGI server. Here:
 Which chain a request takes is decided by resolving its path (Django caches the resolver); a
 path that does not resolve takes the synchronous chain (the 404 page, APPEND_SLASH).
 
+A request's synchronous work runs in a thread of its own, as Django asks (its
+ThreadSensitiveContext: the request's database connection belongs to that thread). Django's
+handler makes that thread for each request and joins it at the end (about 1 ms of CPU, in the
+event loop); here the threads are kept for the next requests (`RequestThreads`, through
+asgiref's `ThreadSensitiveContext(executor=...)`), as a threaded WSGI server keeps its threads.
+A request still has one thread to itself while it runs.
+
 What the first question would otherwise build is built at start-up, once per process: the
 model's client package and its schemas when this module is imported, and at the ASGI lifespan's
 start-up (uvicorn sends it before the first request) the model's client for this worker's event
@@ -24,13 +31,15 @@ loop and the compiled session templates. At shutdown the client's connections ar
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.base import BaseHandler
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import get_template
 from django.urls import Resolver404, get_resolver
@@ -46,7 +55,36 @@ logger = logging.getLogger(__name__)
 STARTUP_TEMPLATES = ("interviews/session.html", "base.html")
 
 
+class RequestThreads:
+    """One thread per request in flight, each kept, once its request is done, for a later one
+    (up to `keep` idle threads; past that a thread ends). Used from the event loop only."""
+
+    def __init__(self, keep: int = 128) -> None:
+        self.keep = keep
+        self._idle: list[ThreadPoolExecutor] = []
+
+    def take(self) -> ThreadPoolExecutor:
+        if self._idle:
+            return self._idle.pop()  # the most recently used: its stack and caches are warm
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        # A call the request left running (its client went away) finishes first: the next
+        # request's calls queue behind it, in the same thread, as Django's would on one thread.
+        if len(self._idle) < self.keep:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+
 class ASGIHandler(DjangoASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = RequestThreads()
+
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=True)
         self._async_chain: Callable[[HttpRequest], Awaitable[HttpResponse]] = self._middleware_chain  # type: ignore[has-type]
@@ -62,7 +100,23 @@ class ASGIHandler(DjangoASGIHandler):
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # Django's refusal
+            return
+        # Django's __call__, with the request's thread taken from those kept.
+        executor = self.threads.take()
+        finished = False
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+            finished = True
+        finally:
+            if not finished:
+                # Cut short (cancelled, or an error past Django's handler) before the response's
+                # close gave the thread's database connection back: give it back there now, after
+                # whatever that thread still has to finish, so a kept thread holds none.
+                executor.submit(connections.close_all)
+            self.threads.give_back(executor)
 
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
         try:

@@ -3,13 +3,17 @@ hop, the views that wait on the model run their middleware in the event loop, an
 there touches the database from the loop (Django's async-safety check stays on: it raises
 SynchronousOnlyOperation, which would turn these answers into 500s)."""
 
+import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 from asgiref import sync
+from asgiref.testing import ApplicationCommunicator
 from django.core.checks import run_checks
 from django.test import AsyncClient, Client
 from django.urls import reverse
@@ -40,11 +44,8 @@ def hops() -> Iterator[list[str]]:
         sync.SyncToAsync.__call__ = real_call  # type: ignore[method-assign]
 
 
-async def asgi_get(path: str, cookies: str = "") -> tuple[int, bytes]:
-    """One GET through the production ASGI application."""
-    from asgiref.testing import ApplicationCommunicator
-
-    scope = {
+def get_scope(path: str, cookies: str = "") -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -57,7 +58,11 @@ async def asgi_get(path: str, cookies: str = "") -> tuple[int, bytes]:
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    communicator = ApplicationCommunicator(application, scope)
+
+
+async def asgi_get(path: str, cookies: str = "") -> tuple[int, bytes]:
+    """One GET through the production ASGI application, to its end (the response closed)."""
+    communicator = ApplicationCommunicator(application, get_scope(path, cookies))
     await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await communicator.receive_output(timeout=10)
     body = b""
@@ -66,6 +71,7 @@ async def asgi_get(path: str, cookies: str = "") -> tuple[int, bytes]:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    await communicator.wait(timeout=10)
     return start["status"], body
 
 
@@ -93,6 +99,52 @@ def test_a_page_runs_its_whole_middleware_chain_and_view_in_one_thread_hop(make_
     with hops() as seen:
         status, _ = sync.async_to_sync(asgi_get)("/no-such-page/", cookies)
     assert status == 404
+
+
+def thread_connection(executor) -> object:
+    """The database connection the thread of `executor` holds, if any."""
+    from django.db import connection
+
+    return executor.submit(lambda: connection.connection).result(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_run_in_kept_threads_that_hold_no_connection_between_requests(make_user):
+    """Django's handler makes a thread per request; here the thread is kept for the next one (as
+    a threaded WSGI server keeps its threads), and gives its database connection back to the
+    pool at the end of each request, even one cut short."""
+    from django.core.signals import request_finished
+
+    client = Client()
+    client.force_login(make_user(tokens=3))
+    cookies = f"sessionid={client.cookies['sessionid'].value}"
+    threads: list[int] = []
+
+    def finished(**kwargs: Any) -> None:
+        threads.append(threading.get_ident())
+
+    request_finished.connect(finished)
+    try:
+        for _ in range(3):
+            assert sync.async_to_sync(asgi_get)("/tokens/", cookies)[0] == 200
+    finally:
+        request_finished.disconnect(finished)
+    assert len(threads) == 3
+    assert len(set(threads)) == 1, "each request made a thread of its own"
+    assert threads[0] != threading.get_ident()
+    kept = application.threads._idle[-1]
+    assert thread_connection(kept) is None
+
+    async def cut_short() -> None:
+        communicator = ApplicationCommunicator(application, get_scope("/tokens/", cookies))
+        await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+        await communicator.receive_output(timeout=10)  # the response has started
+        communicator.future.cancel()
+        with suppress(asyncio.CancelledError):
+            await communicator.future
+
+    sync.async_to_sync(cut_short)()
+    assert thread_connection(application.threads._idle[-1]) is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -182,3 +234,23 @@ def test_the_security_middleware_deploy_check_asks_for_the_classes(settings):
     ]
     assert [m.id for m in check_security_middleware()] == ["mockroom.W003"]
     assert not [m for m in run_checks() if m.id.startswith("security.W00")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_csrf_token_on_the_views_that_wait_on_the_model_is_a_403(make_user):
+    """The CSRF check runs in the event loop; its refusal page (with the badge's balance) is
+    rendered in a thread: a 403 "Please reload", not a 500 from the async-safety check."""
+    user = make_user(tokens=3)
+    practice = session_start(user=user, topic=Topic.objects.get(slug="python"))
+    client = AsyncClient(enforce_csrf_checks=True)
+    sync.async_to_sync(client.aforce_login)(user)
+    kwargs = {"session_id": practice.pk}
+    for path in (
+        reverse("interviews:question_next", kwargs=kwargs),
+        reverse("interviews:answer", kwargs=kwargs | {"position": 1}),
+        reverse("interviews:recording", kwargs=kwargs | {"position": 1}),
+    ):
+        response = sync.async_to_sync(client.post)(path, {"request_id": "x" * 32}, headers=HTMX)
+        assert response.status_code == 403, (path, response.status_code)
+        assert b"Please reload the page" in response.content
+    assert user.token_account.entries.filter(kind="debit").count() == 0
