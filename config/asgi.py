@@ -22,12 +22,19 @@ event loop); here the threads are kept for the next requests (`RequestThreads`, 
 asgiref's `ThreadSensitiveContext(executor=...)`), as a threaded WSGI server keeps its threads.
 A request still has one thread to itself while it runs.
 
+A request's body is refused with 413 before it is read when its declared length is over the
+view's limit, and as soon as more than that arrives when it declares none (chunked): Django's
+handler otherwise spools the whole body to memory and disk before any view can say no. The
+limit is DATA_UPLOAD_MAX_MEMORY_SIZE, or the view's own for an upload (config.http.body_max_bytes).
+
 What the first question would otherwise build is built at start-up, once per process: the
 model's client package and its schemas when this module is imported, and at the ASGI lifespan's
 start-up (uvicorn sends it before the first request) the model's client for this worker's event
-loop and the compiled session templates. At shutdown the client's connections are closed.
+loop and the compiled session templates; then what start-up built is left out of the garbage
+collector's later passes (gc.freeze). At shutdown the client's connections are closed.
 """
 
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -36,6 +43,7 @@ from contextlib import suppress
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.handlers.base import BaseHandler
@@ -44,6 +52,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import get_template
 from django.urls import Resolver404, get_resolver
 
+from config.http import BODY_LIMIT_ATTR
 from config.tracing import asgi_traced
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -103,6 +112,12 @@ class ASGIHandler(DjangoASGIHandler):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)  # Django's refusal
             return
+        if (limit := body_limit(scope)) is not None:
+            most, refusal = limit
+            if declared_length(scope) > most:
+                await self.send_response(too_large(refusal), send)
+                return
+            receive = body_capped(receive, most)
         # Django's __call__, with the request's thread taken from those kept.
         executor = self.threads.take()
         finished = False
@@ -110,6 +125,9 @@ class ASGIHandler(DjangoASGIHandler):
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
             finished = True
+        except BodyTooLarge:
+            assert limit is not None
+            await self.send_response(too_large(limit[1]), send)
         finally:
             if not finished:
                 # Cut short (cancelled, or an error past Django's handler) before the response's
@@ -126,6 +144,64 @@ class ASGIHandler(DjangoASGIHandler):
         if iscoroutinefunction(view):
             return await self._async_chain(request)
         return await self._sync_chain(request)
+
+
+class BodyTooLarge(Exception):
+    """More of a body arrived than its view takes."""
+
+
+def body_limit(scope: Any) -> tuple[int, str] | None:
+    """The most bytes the request's body may hold, and what a 413 says past it; None: no limit
+    (DATA_UPLOAD_MAX_MEMORY_SIZE unset, or a method without a body)."""
+    if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        return None
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    try:
+        view = get_resolver().resolve(path).func
+    except Resolver404:
+        view = None
+    own = getattr(view, BODY_LIMIT_ATTR, None)
+    if own is not None:
+        most, refusal = own
+        return most(), refusal()
+    if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is None:
+        return None
+    megabytes = round(settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1_000_000, 1)
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE, (
+        f"This request is larger than {megabytes:g} MB, the most this page takes: nothing was "
+        "kept, and you were not charged."
+    )
+
+
+def declared_length(scope: Any) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            with suppress(ValueError):
+                return int(value)
+    return 0
+
+
+def body_capped(receive: Callable[[], Awaitable[Any]], most: int) -> Callable[[], Awaitable[Any]]:
+    """`receive`, raising BodyTooLarge as soon as the body's chunks add up to more than `most`."""
+    received = 0
+
+    async def capped() -> Any:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > most:
+                raise BodyTooLarge
+        return message
+
+    return capped
+
+
+def too_large(refusal: str) -> HttpResponse:
+    response = HttpResponse(refusal, status=413, content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Connection"] = "close"  # the rest of the body is never read
+    return response
 
 
 async def lifespan(receive: Any, send: Any) -> None:
@@ -153,6 +229,11 @@ async def started() -> None:
             llm.get_client()
     except Exception:
         logger.exception("start-up: the question flow is prepared when first used instead")
+    # What start-up built (modules, templates, schemas, the URL resolver: about 190,000 objects
+    # the garbage collector tracks) lives as long as the worker: the collector's full passes stop
+    # scanning it again and again (each took tens of milliseconds, in the middle of a request).
+    gc.collect()
+    gc.freeze()
 
 
 async def stopping() -> None:

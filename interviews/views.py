@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from accounts.selectors import welcome_grant_get
-from config.http import see_other
+from config.http import body_max_bytes, see_other
 from config.limits import Limited, arate_limit
 from config.metrics import Refusal, refusal_count
 from config.middleware import preloaded, preloads
@@ -617,6 +617,11 @@ def _recording_read(request: HtmxHttpRequest, served: ServedQuestion) -> tuple[s
     return container, audio.duration_seconds, audio.wav
 
 
+def _recording_most() -> int:
+    """The most a recording's request may hold: RECORDING_MAX_BYTES, and the form around it."""
+    return int(settings.RECORDING_MAX_BYTES) + 64 * 1024
+
+
 def _too_large() -> str:
     megabytes = settings.RECORDING_MAX_BYTES / 1_000_000
     return (
@@ -637,6 +642,7 @@ def _recording_fragment(
 
 
 @require_POST
+@body_max_bytes(lambda: _recording_most(), refusal=lambda: _too_large())
 async def recording_upload(
     request: HtmxHttpRequest, session_id: uuid.UUID, position: int
 ) -> HttpResponse:
@@ -652,8 +658,8 @@ async def recording_upload(
             raise services.RecordingRefused(
                 503, "Voice answers are off on this server: type your answer."
             )
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > settings.RECORDING_MAX_BYTES + 64 * 1024:  # before reading the body
+        # Before reading the body (the ASGI server refused it already: config.asgi).
+        if int(request.META.get("CONTENT_LENGTH") or 0) > _recording_most():
             raise services.RecordingRefused(413, _too_large())
         await arate_limit(
             request,
