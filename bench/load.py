@@ -101,12 +101,11 @@ VARIANTS: list[Variant] = [
         "env": {},
     },
     {
-        # `make serve`'s command, with its defaults.
+        # `make serve`'s command (deploy/gunicorn.conf.py: 2 uvicorn workers), with its defaults.
         "name": "c: ASGI (make serve)",
         "argv": (
-            "gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker "
-            "--bind 127.0.0.1:{port} --workers 2 --graceful-timeout 60 --access-logfile - "
-            "--no-control-socket"
+            "gunicorn -c deploy/gunicorn.conf.py config.asgi:application "
+            "--bind 127.0.0.1:{port} --workers 2"
         ).split(),
         "env": {},
     },

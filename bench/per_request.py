@@ -6,7 +6,8 @@ gthread WSGI server of the same code, side by side in one run.
 Four servers run at once, one worker each, on one fresh database (mockroom_requests) and one
 throwaway Redis (the README's production setup: limits and sessions in Redis): `make serve`'s
 command and `gunicorn config.wsgi --worker-class gthread`, each once with the fake LLM
-(bench/fake_llm.py, answering in 10 ms) as the question source and once with the bank. One
+(bench/fake_llm.py, answering in 10 ms) as the question source and once with the bank; both
+with deploy/gunicorn.conf.py, as `make serve` starts the server. One
 candidate per server asks sequentially (no concurrency: this measures cost, not overlap).
 
 For each request kind, in each round, each server of the pair serves a batch of requests back to
@@ -63,16 +64,17 @@ BENCH_DB = "mockroom_requests"
 RESULTS = Path(__file__).resolve().parent / "results" / "per_request.md"
 MODEL_LATENCY = 0.010
 
+# Both with the production server's configuration (deploy/gunicorn.conf.py: the access log,
+# metrics in multiprocess mode), one worker each; the WSGI one with gthread workers instead.
 SERVERS = {
     "asgi": (
-        "gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker "
-        "--bind 127.0.0.1:{port} --workers 1 --graceful-timeout 10 --access-logfile - "
-        "--no-control-socket"
+        "gunicorn -c deploy/gunicorn.conf.py config.asgi:application "
+        "--bind 127.0.0.1:{port} --workers 1 --graceful-timeout 10"
     ).split(),
     "wsgi": (
-        "gunicorn config.wsgi:application --worker-class gthread --threads 8 "
-        "--bind 127.0.0.1:{port} --workers 1 --graceful-timeout 10 --access-logfile - "
-        "--no-control-socket"
+        "gunicorn -c deploy/gunicorn.conf.py config.wsgi:application "
+        "--worker-class gthread --threads 8 "
+        "--bind 127.0.0.1:{port} --workers 1 --graceful-timeout 10"
     ).split(),
 }
 
