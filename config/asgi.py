@@ -19,8 +19,9 @@ A request's synchronous work runs in a thread of its own, as Django asks (its
 ThreadSensitiveContext: the request's database connection belongs to that thread). Django's
 handler makes that thread for each request and joins it at the end (about 1 ms of CPU, in the
 event loop); here the threads are kept for the next requests (`RequestThreads`, through
-asgiref's `ThreadSensitiveContext(executor=...)`), as a threaded WSGI server keeps its threads.
-A request still has one thread to itself while it runs.
+asgiref's `ThreadSensitiveContext(executor=...)`), as a threaded WSGI server keeps its threads
+(at most 32 idle, none idle for more than a minute). A request still has one thread to itself
+while it runs; one cut short leaves its thread to finish what it runs, then end.
 
 A request's body is refused with 413 before it is read when its declared length is over the
 view's limit, and as soon as more than that arrives when it declares none (chunked): Django's
@@ -37,6 +38,8 @@ collector's later passes (gc.freeze). At shutdown the client's connections are c
 import gc
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -65,25 +68,36 @@ STARTUP_TEMPLATES = ("interviews/session.html", "base.html")
 
 
 class RequestThreads:
-    """One thread per request in flight, each kept, once its request is done, for a later one
-    (up to `keep` idle threads; past that a thread ends). Used from the event loop only."""
+    """One thread per request in flight, each kept, once its request is done, for a later one:
+    at most `keep` idle threads, none idle longer than `idle_seconds` (past either, a thread
+    gives its database connections back and ends: without the pool, DB_POOL_MAX_SIZE=0, an idle
+    thread would otherwise hold its connection as long as it lives). Used from the event loop
+    only."""
 
-    def __init__(self, keep: int = 128) -> None:
+    def __init__(self, keep: int = 32, idle_seconds: float = 60.0) -> None:
         self.keep = keep
-        self._idle: list[ThreadPoolExecutor] = []
+        self.idle_seconds = idle_seconds
+        self._idle: deque[tuple[ThreadPoolExecutor, float]] = deque()  # oldest first
 
     def take(self) -> ThreadPoolExecutor:
         if self._idle:
-            return self._idle.pop()  # the most recently used: its stack and caches are warm
+            return self._idle.pop()[0]  # the most recently used: its stack and caches are warm
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
     def give_back(self, executor: ThreadPoolExecutor) -> None:
-        # A call the request left running (its client went away) finishes first: the next
-        # request's calls queue behind it, in the same thread, as Django's would on one thread.
-        if len(self._idle) < self.keep:
-            self._idle.append(executor)
-        else:
-            executor.shutdown(wait=False)
+        now = time.monotonic()
+        self._idle.append((executor, now))
+        while self._idle and (
+            len(self._idle) > self.keep or now - self._idle[0][1] > self.idle_seconds
+        ):
+            self.end(self._idle.popleft()[0])
+
+    @staticmethod
+    def end(executor: ThreadPoolExecutor) -> None:
+        """The thread gives its database connections back, once done with what it still runs,
+        and ends."""
+        executor.submit(connections.close_all)
+        executor.shutdown(wait=False)
 
     def __len__(self) -> int:
         return len(self._idle)
@@ -125,16 +139,19 @@ class ASGIHandler(DjangoASGIHandler):
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
             finished = True
-        except BodyTooLarge:
+        except BodyTooLarge:  # refused while the body was read: nothing ran in the thread
+            finished = True
             assert limit is not None
             await self.send_response(too_large(limit[1]), send)
         finally:
-            if not finished:
-                # Cut short (cancelled, or an error past Django's handler) before the response's
-                # close gave the thread's database connection back: give it back there now, after
-                # whatever that thread still has to finish, so a kept thread holds none.
-                executor.submit(connections.close_all)
-            self.threads.give_back(executor)
+            if finished:
+                self.threads.give_back(executor)
+            else:
+                # Cut short (cancelled, or an error past Django's handler): the thread may still
+                # run this request's code, and its connection was not given back. It is not
+                # kept (a later request would wait behind that code): it gives the connection
+                # back once done, and ends.
+                self.threads.end(executor)
 
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
         try:

@@ -133,7 +133,7 @@ def test_requests_run_in_kept_threads_that_hold_no_connection_between_requests(m
     assert len(threads) == 3
     assert len(set(threads)) == 1, "each request made a thread of its own"
     assert threads[0] != threading.get_ident()
-    kept = application.threads._idle[-1]
+    kept, _ = application.threads._idle[-1]
     assert thread_connection(kept) is None
 
     async def cut_short() -> None:
@@ -144,8 +144,58 @@ def test_requests_run_in_kept_threads_that_hold_no_connection_between_requests(m
         with suppress(asyncio.CancelledError):
             await communicator.future
 
-    sync.async_to_sync(cut_short)()
-    assert thread_connection(application.threads._idle[-1]) is None
+    # A request cut short: its thread is not kept (a later request would wait behind what it
+    # still runs); it gives its connection back to the pool, then ends.
+    taken = []
+    real_take = application.threads.take
+
+    def take():
+        taken.append(real_take())
+        return taken[-1]
+
+    application.threads.take = take  # type: ignore[method-assign]
+    try:
+        sync.async_to_sync(cut_short)()
+    finally:
+        del application.threads.take
+    (executor,) = taken
+    assert all(kept is not executor for kept, _ in application.threads._idle)
+    for thread in list(executor._threads):
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert checked_out() == 0
+
+
+def checked_out() -> int:
+    """Connections of the pool handed out and not given back, this thread's aside."""
+    from django.db import connection
+
+    stats = connection.pool.get_stats()  # type: ignore[attr-defined]
+    mine = 1 if connection.connection is not None else 0
+    return stats["pool_size"] - stats["pool_available"] - mine
+
+
+def test_idle_request_threads_end_past_their_number_or_their_age(monkeypatch):
+    """At most `keep` idle threads, none idle longer than `idle_seconds`: an ending thread first
+    gives its database connections back."""
+    from config import asgi
+
+    now = [1000.0]
+    monkeypatch.setattr(asgi.time, "monotonic", lambda: now[0])
+    ended = []
+    monkeypatch.setattr(asgi.RequestThreads, "end", staticmethod(ended.append))
+    threads = asgi.RequestThreads(keep=2, idle_seconds=60)
+    first, second, third = (threads.take() for _ in range(3))
+    assert len({first, second, third}) == 3
+    for executor in (first, second, third):
+        threads.give_back(executor)
+    assert (len(threads), ended) == (2, [first])  # the oldest idle one
+    assert threads.take() is third  # the most recently used first
+    now[0] += 61
+    threads.give_back(third)
+    assert (len(threads), ended) == (1, [first, second])  # idle more than a minute
+    for executor in (first, second, third):
+        executor.shutdown()
 
 
 @pytest.mark.django_db(transaction=True)
