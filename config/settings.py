@@ -22,7 +22,8 @@ env.read_env(BASE_DIR / ".env", overwrite=False)
 SETTINGS_FROM_ENV = (
     "SECRET_KEY DEBUG ALLOWED_HOSTS CSRF_TRUSTED_ORIGINS DATABASE_URL CONN_MAX_AGE "
     "DB_POOL_MAX_SIZE DB_POOL_MIN_SIZE DB_POOL_TIMEOUT DB_CONNECT_TIMEOUT DB_STATEMENT_TIMEOUT_MS "
-    "DB_DISABLE_SERVER_SIDE_CURSORS LLM_MAX_CONCURRENCY LLM_DAILY_CALL_BUDGET "
+    "DB_DISABLE_SERVER_SIDE_CURSORS DB_PREPARED_STATEMENTS "
+    "LLM_MAX_CONCURRENCY LLM_DAILY_CALL_BUDGET "
     "SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE SECURE_SSL_REDIRECT BEHIND_TLS_PROXY LOG_LEVEL "
     "SECURE_HSTS_SECONDS SECURE_HSTS_INCLUDE_SUBDOMAINS SECURE_HSTS_PRELOAD ADMIN_URL "
     "WELCOME_TOKENS HOLD_TTL_SECONDS OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL QUESTION_SOURCE "
@@ -171,6 +172,13 @@ else:
     # Behind PgBouncer in transaction mode, server-side cursors (QuerySet.iterator()) cannot span
     # transactions: set this to true there.
     _db["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DB_DISABLE_SERVER_SIDE_CURSORS", default=False)
+    # Prepared statements (README, "Serving"): the parameters bound by the server, and a statement
+    # run a few times on a connection prepared there once (psycopg's prepare_threshold): the
+    # database no longer parses and plans each of a question's statements again. Behind PgBouncer
+    # in transaction mode older than 1.21 (or without max_prepared_statements), set this to false.
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        _db_options.setdefault("server_side_binding", True)
+        _db_options.setdefault("prepare_threshold", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

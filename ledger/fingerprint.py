@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from psycopg import sql as psycopg_sql
 
 from ledger.models import LedgerEntry, TokenAccount
 
@@ -85,7 +86,13 @@ def ledger_fingerprint_get(*, snapshot: str | None = None) -> LedgerFingerprint:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 if snapshot is not None:
-                    cursor.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                    # A utility statement takes no bound parameter (the server binds them): the
+                    # id as a literal, quoted by the driver.
+                    cursor.execute(
+                        psycopg_sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                            psycopg_sql.Literal(snapshot)
+                        )
+                    )
                 cursor.execute("SET LOCAL statement_timeout = 0")
         hashes: dict[int, Any] = {}
         counts: dict[int, int] = {}

@@ -1,14 +1,18 @@
 """The production settings: what the README's production environment gives, and the policies
 every response follows."""
 
+import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.test import Client
 from django.urls import reverse
+
+from accounts.models import User
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +70,49 @@ def test_a_bad_host_header_logs_one_line_without_a_traceback(client, db, caplog)
     assert all(f.filter(records[0]) for f in handler.filters)
     assert records[0].exc_info is None
     assert "evil.example.net" in records[0].getMessage()
+
+
+def database_options(**env: str) -> dict:
+    """What the settings give the PostgreSQL driver for prepared statements, under the README's
+    production environment and `env`."""
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        "options = settings.DATABASES['default']['OPTIONS']; "
+        "print(json.dumps([options.get('server_side_binding'), options.get('prepare_threshold')]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            **PRODUCTION,
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_statements_are_prepared_on_the_server_unless_turned_off():
+    assert database_options() == [True, 5]
+    assert database_options(DB_PREPARED_STATEMENTS="false") == [None, None]
+
+
+def test_a_statement_run_a_few_times_is_prepared_once(db):
+    """With PostgreSQL (the suite's database), the sixth run of a statement on a connection
+    uses the statement prepared by the fifth: the server no longer parses and plans it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    user = User.objects.create_user(email="prepared@example.com", password="x" * 12)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        before = cursor.fetchone()[0]
+        for _ in range(6):
+            assert User.objects.get(pk=user.pk) == user
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] > before

@@ -91,9 +91,14 @@ def question_prepare(*, session_id: uuid.UUID) -> str:
     return "prepared"
 
 
-# The session's ready question (at most one: a unique constraint). Names from the model.
+# The session's ready question (at most one: a unique constraint). Names from the model; its
+# columns named, not *, so that a column added by a migration does not change what a statement
+# prepared before it returns.
+_READY_COLUMNS = ", ".join(
+    connection.ops.quote_name(str(field.column)) for field in PreparedQuestion._meta.concrete_fields
+)
 _READY_SQL = f"""
-SELECT * FROM {PreparedQuestion._meta.db_table}
+SELECT {_READY_COLUMNS} FROM {PreparedQuestion._meta.db_table}
 WHERE session_id = %s AND status = %s
 ORDER BY id
 LIMIT 1
