@@ -126,7 +126,9 @@ class ASGIHandler(DjangoASGIHandler):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)  # Django's refusal
             return
-        if (limit := body_limit(scope)) is not None:
+        # The view, resolved once: for its body's limit here, and for its chain (_dispatch).
+        scope[VIEW_KEY] = view = view_of(scope)
+        if (limit := body_limit(scope, view)) is not None:
             most, refusal = limit
             if declared_length(scope) > most:
                 await self.send_response(too_large(refusal), send)
@@ -154,29 +156,33 @@ class ASGIHandler(DjangoASGIHandler):
                 self.threads.end(executor)
 
     async def _dispatch(self, request: HttpRequest) -> HttpResponse:
-        try:
-            view = get_resolver().resolve(request.path_info).func
-        except Resolver404:
-            return await self._sync_chain(request)
-        if iscoroutinefunction(view):
+        view = request.scope[VIEW_KEY]  # type: ignore[attr-defined]  # an ASGIRequest
+        if view is not None and iscoroutinefunction(view):
             return await self._async_chain(request)
         return await self._sync_chain(request)
+
+
+# Where __call__ keeps the request's view in its ASGI scope.
+VIEW_KEY = "mockroom.view"
+
+
+def view_of(scope: Any) -> Callable[..., Any] | None:
+    """The view the request's path resolves to (Django caches the resolver), None if none does."""
+    try:
+        return get_resolver().resolve(scope["path"].removeprefix(scope.get("root_path", ""))).func
+    except Resolver404:
+        return None
 
 
 class BodyTooLarge(Exception):
     """More of a body arrived than its view takes."""
 
 
-def body_limit(scope: Any) -> tuple[int, str] | None:
+def body_limit(scope: Any, view: Callable[..., Any] | None) -> tuple[int, str] | None:
     """The most bytes the request's body may hold, and what a 413 says past it; None: no limit
     (DATA_UPLOAD_MAX_MEMORY_SIZE unset, or a method without a body)."""
     if scope["method"] in ("GET", "HEAD", "OPTIONS"):
         return None
-    path = scope["path"].removeprefix(scope.get("root_path", ""))
-    try:
-        view = get_resolver().resolve(path).func
-    except Resolver404:
-        view = None
     own = getattr(view, BODY_LIMIT_ATTR, None)
     if own is not None:
         most, refusal = own

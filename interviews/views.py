@@ -642,7 +642,7 @@ def _recording_fragment(
 
 
 @require_POST
-@body_max_bytes(lambda: _recording_most(), refusal=lambda: _too_large())
+@body_max_bytes(_recording_most, refusal=_too_large)
 async def recording_upload(
     request: HtmxHttpRequest, session_id: uuid.UUID, position: int
 ) -> HttpResponse:
