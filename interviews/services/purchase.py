@@ -123,7 +123,11 @@ def _question_start(
         return held
     pool = pool_state_get(user=session.user, topic=session.topic)
     # Should taking the prepared question fail, the hold expires on its own: nothing charged.
-    prepared = prepared_take(session=session, pool=pool) if settings.PREFETCH else None
+    prepared = (
+        prepared_take(session=session, pool=pool)
+        if settings.PREFETCH and not session.topic.is_code
+        else None
+    )
     return held, pool, prepared
 
 
@@ -429,7 +433,9 @@ def _capture(
         # first: the whole capture was rolled back and the hold is still pending.
         raise PoolChanged("another request changed the pool meanwhile") from exc
     QUESTIONS_SERVED.labels("question", proposal.source).inc()
-    if settings.PREFETCH:  # in the same step: the next question starts being prepared
+    # In the same step: the next question starts being prepared (a coding problem is checked in
+    # the sandbox as it is bought, never ahead).
+    if settings.PREFETCH and not session.topic.is_code:
         try:
             prepare_later(session=session)
         except Exception:  # the question is bought: a prefetch that cannot start is only logged

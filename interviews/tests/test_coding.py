@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 from django.utils.html import escape
+from django_tasks_db.models import DBTaskResult
 
 from config.testing import badge
 from interviews.execution import executor_reset
@@ -115,6 +116,9 @@ def test_a_problem_is_paid_like_a_question_and_arrives_with_its_editor(client, c
     assert "Hint 1 of 3" in html
     assert problem["starter"].splitlines()[0] in html  # the editor starts from the starter
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.DEBIT).count() == 1
+    # A problem is checked in the sandbox as it is bought, never prepared ahead: delivering one
+    # queues no preparation for the task worker.
+    assert not DBTaskResult.objects.exists()
 
 
 def test_running_the_examples_is_free_and_says_what_each_did(client, coder):
