@@ -47,7 +47,8 @@ def sentry_init(
         dsn=dsn,
         environment=environment or None,
         release=release or None,
-        send_default_pii=False,
+        # No personal data collected by the SDK: neither `send_default_pii` (deprecated) nor
+        # `data_collection` set is the SDK's `send_default_pii=False`; event_scrub does the rest.
         include_local_variables=False,
         max_request_body_size="never",
         traces_sample_rate=traces_sample_rate,

@@ -92,6 +92,9 @@ def test_an_error_while_an_answer_is_handled_is_reported_once_without_the_answer
     serialized = b"".join(envelope.serialize() for envelope in reports.envelopes)
     assert b"Capybara" not in serialized
     assert json.dumps(events).count("Capybara") == 0
+    # Nor who sent it: no email address, no IP address.
+    assert served.session.user.email.encode() not in serialized
+    assert "ip_address" not in event.get("user", {})
 
 
 def test_the_scrubber_removes_what_could_carry_an_answer():
