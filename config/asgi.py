@@ -131,7 +131,7 @@ class ASGIHandler(DjangoASGIHandler):
         if (limit := body_limit(scope, view)) is not None:
             most, refusal = limit
             if declared_length(scope) > most:
-                await self.send_response(too_large(refusal), send)
+                await self.send_response(too_large(refusal()), send)
                 return
             receive = body_capped(receive, most)
         # Django's __call__, with the request's thread taken from those kept.
@@ -144,7 +144,7 @@ class ASGIHandler(DjangoASGIHandler):
         except BodyTooLarge:  # refused while the body was read: nothing ran in the thread
             finished = True
             assert limit is not None
-            await self.send_response(too_large(limit[1]), send)
+            await self.send_response(too_large(limit[1]()), send)
         finally:
             if finished:
                 self.threads.give_back(executor)
@@ -178,19 +178,24 @@ class BodyTooLarge(Exception):
     """More of a body arrived than its view takes."""
 
 
-def body_limit(scope: Any, view: Callable[..., Any] | None) -> tuple[int, str] | None:
-    """The most bytes the request's body may hold, and what a 413 says past it; None: no limit
-    (DATA_UPLOAD_MAX_MEMORY_SIZE unset, or a method without a body)."""
+def body_limit(scope: Any, view: Callable[..., Any] | None) -> tuple[int, Callable[[], str]] | None:
+    """The most bytes the request's body may hold, and what a 413 says past it (written only
+    when one is sent); None: no limit (DATA_UPLOAD_MAX_MEMORY_SIZE unset, or a method without a
+    body)."""
     if scope["method"] in ("GET", "HEAD", "OPTIONS"):
         return None
     own = getattr(view, BODY_LIMIT_ATTR, None)
     if own is not None:
         most, refusal = own
-        return most(), refusal()
+        return most(), refusal
     if settings.DATA_UPLOAD_MAX_MEMORY_SIZE is None:
         return None
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE, _too_large_for_the_page
+
+
+def _too_large_for_the_page() -> str:
     megabytes = round(settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1_000_000, 1)
-    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE, (
+    return (
         f"This request is larger than {megabytes:g} MB, the most this page takes: nothing was "
         "kept, and you were not charged."
     )

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
     pass
 
 
+def prefetches(*, session: InterviewSession) -> bool:
+    """Whether the session's next question is prepared in the background: PREFETCH on, and not
+    a coding session (a problem is checked in the sandbox as it is bought, never ahead)."""
+    return settings.PREFETCH and not session.topic.is_code
+
+
 def prepare_later(*, session: InterviewSession) -> None:
     """Ask the task worker to prepare the session's next question (interviews.tasks)."""
     from interviews.tasks import question_prepare

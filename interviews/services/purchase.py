@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from accounts.models import User
 from interviews.services.base import db_step, model_call_slot
 from interviews.services.mock import mock_question_check
-from interviews.services.prepared import prepare_later, prepared_take
+from interviews.services.prepared import prefetches, prepare_later, prepared_take
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,7 @@ def _question_start(
         return held
     pool = pool_state_get(user=session.user, topic=session.topic)
     # Should taking the prepared question fail, the hold expires on its own: nothing charged.
-    prepared = (
-        prepared_take(session=session, pool=pool)
-        if settings.PREFETCH and not session.topic.is_code
-        else None
-    )
+    prepared = prepared_take(session=session, pool=pool) if prefetches(session=session) else None
     return held, pool, prepared
 
 
@@ -433,9 +429,7 @@ def _capture(
         # first: the whole capture was rolled back and the hold is still pending.
         raise PoolChanged("another request changed the pool meanwhile") from exc
     QUESTIONS_SERVED.labels("question", proposal.source).inc()
-    # In the same step: the next question starts being prepared (a coding problem is checked in
-    # the sandbox as it is bought, never ahead).
-    if settings.PREFETCH and not session.topic.is_code:
+    if prefetches(session=session):  # in the same step: the next question starts being prepared
         try:
             prepare_later(session=session)
         except Exception:  # the question is bought: a prefetch that cannot start is only logged
